@@ -18,7 +18,7 @@ export function sha256(s: string | Buffer): string {
  * and leaves the old one in place.
  */
 export const WRITE_SCRIPT = `set -eu
-p=$1; owner=$2; group=$3; mode=$4; check=$5
+p=$1; owner=$2; group=$3; mode=$4; check=$5; shown=\${6:-$5}
 d=$(dirname "$p"); b=$(basename "$p")
 [ -d "$d" ] || mkdir -p "$d"
 tmp="$d/.rtctl-$b.$$"
@@ -29,7 +29,7 @@ chown "$owner:$group" "$tmp"
 chmod "$mode" "$tmp"
 if [ -n "$check" ]; then
   if ! out=$(RTCTL_NEW="$tmp" sh -c "$check" 2>&1); then
-    printf 'check failed (%s), %s left unchanged:\\n%s\\n' "$check" "$p" "$out" >&2
+    printf 'check failed (%s), %s left unchanged:\\n%s\\n' "$shown" "$p" "$out" >&2
     exit 65
   fi
 fi
@@ -42,7 +42,7 @@ export function writeStep(desc: string, path: string, content: string, owner: st
     kind: 'sh',
     desc,
     script: WRITE_SCRIPT,
-    args: [path, owner, group, mode, check ? check.split('{}').join('"$RTCTL_NEW"') : ''],
+    args: [path, owner, group, mode, check ? check.split('{}').join('"$RTCTL_NEW"') : '', check ?? ''],
     stdin: content,
   };
 }
