@@ -14,7 +14,7 @@ import type { Change, Step } from '../resources/types.js';
 import { resolveRefs, type Redactor, type SecretSource } from '../secrets.js';
 import { mapLimit } from '../util/async.js';
 import { ensureArtifact } from './artifacts.js';
-import { APPEND_AUDIT, manifestText, WRITE_MANIFEST, type AuditRecord } from './host-state.js';
+import { APPEND_AUDIT, manifestText, WRITE_MANIFEST, WRITE_PENDING, type AuditRecord } from './host-state.js';
 
 export interface Reporter {
   step(host: string, change: Change, step: Step): void;
@@ -61,8 +61,11 @@ export async function applyPlan(plan: Plan, ctx: ApplyContext): Promise<ApplyRes
     const owned = new Map<string, ManifestEntry>(facts.manifest.map((m) => [`${m.type}\t${m.key}`, m]));
     // Record what we are about to create before creating it, so an interrupted run can't orphan anything.
     for (const c of hp.changes) if (c.action !== 'delete') owned.set(`${c.type}\t${parseId(c.id).key}`, { type: c.type, key: parseId(c.id).key });
+    // Restarts are owed from now on: if this run stops before doing them, the next one does them.
+    const pending = new Set([...facts.pending, ...hp.changes.filter((c) => c.action === 'restart' || c.action === 'reload').map((c) => c.id)]);
     try {
       await runSh(ex, WRITE_MANIFEST, [], manifestText([...owned.values()]));
+      await runSh(ex, WRITE_PENDING, [], [...pending].map((u) => `${u}\n`).join(''));
     } catch (err) {
       outcome.failure = { change: hp.changes[0]!, step: 'write manifest', message: message(err, ctx) };
       outcome.notDone = [...hp.changes];
@@ -96,9 +99,10 @@ export async function applyPlan(plan: Plan, ctx: ApplyContext): Promise<ApplyRes
       }
       outcome.done.push(change);
       if (change.action === 'delete') owned.delete(`${change.type}\t${parseId(change.id).key}`);
+      if (change.action === 'restart' || change.action === 'reload') pending.delete(change.id);
       ctx.reporter.changeDone(hp.host, change);
     }
-    await finishHost(ex, owned, outcome, ctx, shouldStop() && !outcome.failure);
+    await finishHost(ex, owned, pending, outcome, ctx, shouldStop() && !outcome.failure);
     ctx.reporter.hostDone(hp.host, outcome);
     return outcome;
   });
@@ -107,7 +111,7 @@ export async function applyPlan(plan: Plan, ctx: ApplyContext): Promise<ApplyRes
 }
 
 /** Final manifest and audit record; best effort (a failure here must not hide the apply's own result). */
-async function finishHost(ex: Executor, owned: Map<string, ManifestEntry>, o: HostOutcome, ctx: ApplyContext, interrupted: boolean) {
+async function finishHost(ex: Executor, owned: Map<string, ManifestEntry>, pending: Set<string>, o: HostOutcome, ctx: ApplyContext, interrupted: boolean) {
   const record: AuditRecord = {
     time: new Date().toISOString(),
     by: ctx.run.by,
@@ -120,6 +124,7 @@ async function finishHost(ex: Executor, owned: Map<string, ManifestEntry>, o: Ho
   };
   try {
     await runSh(ex, WRITE_MANIFEST, [], manifestText([...owned.values()]));
+    await runSh(ex, WRITE_PENDING, [], [...pending].map((u) => `${u}\n`).join(''));
     await runSh(ex, APPEND_AUDIT, [], `${JSON.stringify(record)}\n`);
   } catch {
     /* reported by the next run's probe */

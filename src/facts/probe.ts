@@ -14,6 +14,8 @@ import { shArgv } from '../util/shell.js';
 export const STATE_DIR = '/var/lib/rtctl';
 export const MANIFEST = `${STATE_DIR}/manifest`;
 export const LOCK_DIR = `${STATE_DIR}/lock`;
+/** Units whose restart was planned but not yet done (an interrupted apply): restarted by the next apply. */
+export const PENDING = `${STATE_DIR}/pending-restarts`;
 export const AUDIT_LOG = '/var/log/rtctl/audit.log';
 
 /** One line of the ownership manifest: what rtctl manages on a host. */
@@ -35,6 +37,8 @@ export interface HostFacts {
   arch: string;
   hostname: string;
   manifest: ManifestEntry[];
+  /** Unit ids with a restart still owed from an earlier, interrupted apply. */
+  pending: string[];
   /** id → raw fields. */
   resources: Map<string, RawFact>;
   /** Set when the probe was asked to take the lock: null = we hold it now; otherwise the current holder. */
@@ -68,6 +72,7 @@ if [ -f ${MANIFEST} ]; then
     case "$t" in ${TYPE_ORDER.join('|')}) p_$t "$k" 0;; esac
   done < ${MANIFEST}
 fi
+if [ -f ${PENDING} ]; then while IFS= read -r u; do [ -n "$u" ] && emit host pending "$u"; done < ${PENDING}; fi
 ${calls}
 echo '@host	done	1'
 `;
@@ -76,7 +81,7 @@ echo '@host	done	1'
 /** Parses probe output; throws on a truncated run (no `done` marker). */
 export function parseProbe(host: string, stdout: string): HostFacts {
   const resources = new Map<string, RawFact>();
-  const facts: HostFacts = { host, os: '', arch: '', hostname: '', manifest: [], resources };
+  const facts: HostFacts = { host, os: '', arch: '', hostname: '', manifest: [], pending: [], resources };
   let done = false;
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('@')) continue;
@@ -91,6 +96,7 @@ export function parseProbe(host: string, stdout: string): HostFacts {
       else if (field === 'os') facts.os = value.trim();
       else if (field === 'arch') facts.arch = value;
       else if (field === 'hostname') facts.hostname = value;
+      else if (field === 'pending') facts.pending.push(value);
       else if (field === 'lock') facts.lockHeldBy = value === '' ? null : parseLock(value);
       else if (field === 'manifest') {
         const [type, key] = value.split('\t') as [ResourceType, string];
@@ -119,7 +125,7 @@ function parseLock(s: string): LockInfo {
 export function factsHash(facts: HostFacts, ids: readonly string[]): string {
   const h = createHash('sha256');
   const manifest = facts.manifest.map((m) => `${m.type}\t${m.key}`).sort();
-  h.update(JSON.stringify(manifest));
+  h.update(JSON.stringify([manifest, [...facts.pending].sort()]));
   for (const id of [...ids].sort()) {
     const f = facts.resources.get(id) ?? {};
     h.update(JSON.stringify([id, Object.keys(f).sort().map((k) => [k, f[k]])]));

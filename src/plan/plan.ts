@@ -84,6 +84,7 @@ function restarts(host: string, desired: Resource[], changes: Change[], facts: H
     const wasActive = facts.resources.get(u.id)?.active === 'active';
     if (!wasActive) continue; // the update step starts it
     const reasons: string[] = [];
+    if (facts.pending.includes(u.id)) reasons.push('owed by an interrupted apply');
     if (own?.details.some((d) => d.startsWith('unit file changed'))) reasons.push('unit file changed');
     for (const c of changes) {
       if (c.id !== u.id && c.action !== 'delete' && c.resource.notify?.includes(u.id)) reasons.push(`${c.id} changed`);

@@ -20,6 +20,7 @@ export function facts(host: string, resources: Record<string, RawFact> = {}, man
   return {
     host, os: 'debian 12', arch: 'x86_64', hostname: host,
     manifest: manifest.map(([type, key]) => ({ type: type as never, key })),
+    pending: [],
     resources: new Map(Object.entries(resources)),
   };
 }
