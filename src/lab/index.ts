@@ -17,6 +17,7 @@ import { checkPrerequisites } from './prereqs.js';
 import { findProcesses, isAlive, run, terminate } from './proc.js';
 import { startProxy, stopProxy } from './proxy.js';
 import { ensureRootfs } from './rootfs.js';
+import { raiseKernelLimits } from './limits.js';
 import { readState, toInfo, writeState } from './state.js';
 import type { LabHost, LabInfo, LabState } from './state.js';
 
@@ -50,6 +51,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabInfo> {
   const count = validateHostCount(opts.hosts ?? DEFAULT_HOSTS);
   const log = opts.log ?? noop;
   await requirePrerequisites();
+  await raiseKernelLimits(log);
   await teardown(name, noop);
   const octet = labOctet(name);
   await assertSubnetFree(name, octet);

@@ -70,7 +70,7 @@ describe('foundation on a real lab', () => {
     const plan = await rtctl(['plan', '--detailed-exitcode']);
     expect(plan.code).toBe(2);
     expect(plan.out).toContain('+ release:/opt/hello');
-    expect(plan.out).toMatch(/Plan: \d+ to create, 0 to change, 0 to destroy, 0 to restart, on 4 of 4 hosts\./);
+    expect(plan.out).toMatch(/Plan: \d+ to create, 4 to change, 0 to destroy, 0 to restart, on 4 of 4 hosts\./);
     const r = await rtctl(['apply', '--auto-approve']);
     expect(r.code, r.all).toBe(0);
     expect(r.out).toContain('Apply complete.');
