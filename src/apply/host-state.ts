@@ -11,10 +11,10 @@ export function manifestText(entries: readonly ManifestEntry[]): string {
 }
 
 /** Replace the manifest atomically with stdin. */
-export const WRITE_MANIFEST = `set -eu; mkdir -p ${STATE_DIR}; chmod 0700 ${STATE_DIR}; cat > ${MANIFEST}.tmp; mv -f ${MANIFEST}.tmp ${MANIFEST}`;
+export const WRITE_MANIFEST = `set -eu; umask 077; mkdir -p ${STATE_DIR}; chmod 0700 ${STATE_DIR}; cat > ${MANIFEST}.tmp; mv -f ${MANIFEST}.tmp ${MANIFEST}`;
 
 /** Replace the list of owed restarts with stdin (one unit id a line; empty removes the file). */
-export const WRITE_PENDING = `set -eu; mkdir -p ${STATE_DIR}; cat > ${PENDING}.tmp; if [ -s ${PENDING}.tmp ]; then mv -f ${PENDING}.tmp ${PENDING}; else rm -f ${PENDING}.tmp ${PENDING}; fi`;
+export const WRITE_PENDING = `set -eu; umask 077; mkdir -p ${STATE_DIR}; cat > ${PENDING}.tmp; if [ -s ${PENDING}.tmp ]; then mv -f ${PENDING}.tmp ${PENDING}; else rm -f ${PENDING}.tmp ${PENDING}; fi`;
 
 /** Append stdin (one JSON line) to the audit log. */
 export const APPEND_AUDIT = `set -eu; mkdir -p "$(dirname ${AUDIT_LOG})"; touch ${AUDIT_LOG}; chmod 0640 ${AUDIT_LOG}; cat >> ${AUDIT_LOG}`;

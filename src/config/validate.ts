@@ -70,7 +70,7 @@ function checkSchema(raw: unknown): Problem[] {
     // Errors below a path that is already wrong are noise.
     if ([...seen].some((s) => k === s || k.startsWith(`${s}/`))) continue;
     seen.add(k);
-    const schema = e.schema as { description?: string; errorMessage?: string; pattern?: string; type?: string; anyOf?: { const?: unknown }[] };
+    const schema = e.schema as { description?: string; errorMessage?: string; pattern?: string; type?: string; anyOf?: { const?: unknown }[]; minimum?: number; maximum?: number; minItems?: number };
     let message: string;
     if (e.message === 'Unexpected property') {
       message = `unknown key \`${String(path[path.length - 1])}\``;
@@ -80,6 +80,12 @@ function checkSchema(raw: unknown): Problem[] {
       message = `missing required key \`${String(path[path.length - 1])}\``;
       out.push({ path, message, key: true });
       continue;
+    } else if (typeof e.value === 'number' && schema.maximum !== undefined && e.value > schema.maximum) {
+      message = `must be at most ${schema.maximum}, not ${e.value}`;
+    } else if (typeof e.value === 'number' && schema.minimum !== undefined && e.value < schema.minimum) {
+      message = `must be at least ${schema.minimum}, not ${e.value}`;
+    } else if (Array.isArray(e.value) && schema.minItems !== undefined && e.value.length < schema.minItems) {
+      message = `must list at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}`;
     } else if (schema.pattern && typeof e.value === 'string') {
       message = `"${e.value}" ${schema.errorMessage ?? `must match ${schema.pattern}`}`;
     } else if (schema.anyOf && schema.anyOf.every((s) => 'const' in s)) {

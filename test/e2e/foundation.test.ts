@@ -240,7 +240,7 @@ describe('foundation on a real lab', () => {
     writeFileSync(join(work, 'bad.yaml'), 'version: 1\nhosts:\n  - { name: h1, address: 198.18.250.1, port: 70000 }\n');
     const r = await rtctl(['apply', '-f', 'bad.yaml', '--auto-approve']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('bad.yaml:3:50: hosts/0/port: ');
+    expect(r.err).toContain('bad.yaml:3:46: hosts/0/port: must be at most 65535, not 70000');
     expect(r.err).not.toMatch(/\n\s+at /);
   });
 });
