@@ -6,7 +6,7 @@
 import { ApplyError, RtctlError } from '../errors.js';
 import type { Executor } from '../executors/types.js';
 import type { HostFacts, ManifestEntry } from '../facts/probe.js';
-import { parseId } from '../model/resources.js';
+import { OWNED_TYPES, parseId, type Gate } from '../model/resources.js';
 import type { Plan } from '../plan/plan.js';
 import { handlerFor } from '../resources/index.js';
 import { stagingPath } from '../resources/release.js';
@@ -54,60 +54,107 @@ export async function applyPlan(plan: Plan, ctx: ApplyContext): Promise<ApplyRes
   let stop = false;
   const shouldStop = () => stop || ctx.interrupted();
   const work = plan.hosts.filter((h) => h.changes.length > 0);
-  const outcomes = await mapLimit(work, ctx.parallel, async (hp): Promise<HostOutcome> => {
-    const ex = ctx.executors.get(hp.host)!;
-    const facts = ctx.facts.get(hp.host)!;
-    const outcome: HostOutcome = { host: hp.host, done: [], notDone: [] };
-    const owned = new Map<string, ManifestEntry>(facts.manifest.map((m) => [`${m.type}\t${m.key}`, m]));
-    // Record what we are about to create before creating it, so an interrupted run can't orphan anything.
-    for (const c of hp.changes) if (c.action !== 'delete') owned.set(`${c.type}\t${parseId(c.id).key}`, { type: c.type, key: parseId(c.id).key });
-    // Restarts are owed from now on: if this run stops before doing them, the next one does them.
-    const pending = new Set([...facts.pending, ...hp.changes.filter((c) => c.action === 'restart' || c.action === 'reload').map((c) => c.id)]);
+  const states = new Map<string, HostRun>();
+
+  // 1. Before any change: record what will be created and which restarts are owed, on every host.
+  await mapLimit(work, ctx.parallel, async (hp) => {
+    const st = startHost(hp.host, hp.changes, ctx);
+    states.set(hp.host, st);
     try {
-      await runSh(ex, WRITE_MANIFEST, [], manifestText([...owned.values()]));
-      await runSh(ex, WRITE_PENDING, [], [...pending].map((u) => `${u}\n`).join(''));
+      await runSh(st.ex, WRITE_MANIFEST, [], manifestText([...st.owned.values()]));
+      await runSh(st.ex, WRITE_PENDING, [], pendingText(st.pending));
     } catch (err) {
-      outcome.failure = { change: hp.changes[0]!, step: 'write manifest', message: message(err, ctx) };
-      outcome.notDone = [...hp.changes];
+      st.outcome.failure = { change: hp.changes[0]!, step: 'write manifest', message: message(err, ctx) };
       stop = true;
-      ctx.reporter.hostDone(hp.host, outcome);
-      return outcome;
     }
-    for (const change of hp.changes) {
-      if (shouldStop()) {
-        outcome.notDone.push(change);
-        continue;
+  });
+
+  // 2. Stage by stage across hosts; within a stage hosts run in parallel, or one at a time for serial changes.
+  const stages = [...new Set(work.flatMap((h) => h.changes.map(stageOf)))].sort((a, b) => a - b);
+  for (const stage of stages) {
+    const hosts = work.filter((h) => h.changes.some((c) => stageOf(c) === stage));
+    const serial = hosts.some((h) => h.changes.some((c) => stageOf(c) === stage && c.resource.serial));
+    await mapLimit(hosts, serial ? 1 : ctx.parallel, async (hp) => {
+      const st = states.get(hp.host)!;
+      for (const change of hp.changes.filter((c) => stageOf(c) === stage)) {
+        if (shouldStop() || st.outcome.failure) break;
+        if (await runChange(st, change, ctx)) st.outcome.done.push(change);
+        else stop = true;
       }
-      const steps = handlerFor(change.type).steps(change as never);
-      let failed = false;
-      for (const step of steps) {
-        ctx.reporter.step(hp.host, change, step);
-        try {
-          await runStep(ex, step, ctx.users.get(hp.host) ?? 'root', ctx);
-        } catch (err) {
-          const msg = message(err, ctx);
-          outcome.failure = { change, step: step.desc, message: msg };
-          ctx.reporter.failed(hp.host, change, step, msg);
-          failed = true;
-          stop = true;
-          break;
-        }
-      }
-      if (failed) {
-        outcome.notDone.push(change);
-        continue;
-      }
-      outcome.done.push(change);
-      if (change.action === 'delete') owned.delete(`${change.type}\t${parseId(change.id).key}`);
-      if (change.action === 'restart' || change.action === 'reload') pending.delete(change.id);
-      ctx.reporter.changeDone(hp.host, change);
-    }
-    await finishHost(ex, owned, pending, outcome, ctx, shouldStop() && !outcome.failure);
-    ctx.reporter.hostDone(hp.host, outcome);
-    return outcome;
+    });
+  }
+
+  // 3. Every host: final manifest, owed restarts and an audit record; what wasn't done is listed.
+  const outcomes = await mapLimit(work, ctx.parallel, async (hp) => {
+    const st = states.get(hp.host)!;
+    const done = new Set(st.outcome.done);
+    st.outcome.notDone = hp.changes.filter((c) => !done.has(c));
+    await finishHost(st.ex, st.owned, st.pending, st.outcome, ctx, shouldStop() && !st.outcome.failure);
+    ctx.reporter.hostDone(hp.host, st.outcome);
+    return st.outcome;
   });
   const ok = outcomes.every((o) => !o.failure && o.notDone.length === 0);
   return { outcomes, ok, interrupted: ctx.interrupted() };
+}
+
+interface HostRun {
+  ex: Executor;
+  owned: Map<string, ManifestEntry>;
+  pending: Set<string>;
+  outcome: HostOutcome;
+}
+
+const stageOf = (c: Change) => c.resource.stage ?? 0;
+const ownedKey = (c: Change) => `${c.type}\t${parseId(c.id).key}`;
+const pendingText = (p: Set<string>) => [...p].map((u) => `${u}\n`).join('');
+
+function startHost(host: string, changes: Change[], ctx: ApplyContext): HostRun {
+  const facts = ctx.facts.get(host)!;
+  const owned = new Map<string, ManifestEntry>(facts.manifest.map((m) => [`${m.type}\t${m.key}`, m]));
+  // Record what we are about to create before creating it, so an interrupted run can't orphan anything.
+  for (const c of changes) if (c.action !== 'delete' && OWNED_TYPES.includes(c.type)) owned.set(ownedKey(c), { type: c.type, key: parseId(c.id).key });
+  // Restarts are owed from now on: if this run stops before doing them, the next one does them.
+  const pending = new Set([...facts.pending, ...changes.filter((c) => c.action === 'restart' || c.action === 'reload').map((c) => c.id)]);
+  return { ex: ctx.executors.get(host)!, owned, pending, outcome: { host, done: [], notDone: [] } };
+}
+
+/** Runs one change's steps and its gate; false (with the failure recorded) when a step fails. */
+async function runChange(st: HostRun, change: Change, ctx: ApplyContext): Promise<boolean> {
+  const host = st.outcome.host;
+  const steps: Step[] = handlerFor(change.type).steps(change as never);
+  const gate = change.resource.gate;
+  // A gate belongs after the last change that affects the resource: its restart if one is planned.
+  const gated = gate && !(change.action !== 'restart' && change.action !== 'reload' && st.pending.has(change.id) && change.type === 'unit');
+  if (gated && change.action !== 'delete') steps.push(gateStep(gate));
+  for (const step of steps) {
+    ctx.reporter.step(host, change, step);
+    try {
+      await runStep(st.ex, step, ctx.users.get(host) ?? 'root', ctx);
+    } catch (err) {
+      const msg = message(err, ctx);
+      st.outcome.failure = { change, step: step.desc, message: msg };
+      ctx.reporter.failed(host, change, step, msg);
+      return false;
+    }
+  }
+  if (change.action === 'delete') st.owned.delete(ownedKey(change));
+  if (change.action === 'restart' || change.action === 'reload') st.pending.delete(change.id);
+  ctx.reporter.changeDone(host, change);
+  return true;
+}
+
+/** Polls the gate script until it passes; on time-out, fails with its last output. */
+export function gateStep(gate: Gate): Step {
+  const interval = gate.intervalSec ?? 1;
+  return {
+    kind: 'sh',
+    desc: `wait for ${gate.what} (up to ${gate.timeoutSec} s)`,
+    script: `end=$(( $(date +%s) + $1 )); while :; do
+  if out=$(sh -c "$3" 2>&1); then exit 0; fi
+  [ "$(date +%s)" -ge "$end" ] && break; sleep "$2"; done
+printf 'not healthy after %s s: %s\n%s\n' "$1" "$4" "$(printf '%s' "$out" | tail -n 10)" >&2; exit 1`,
+    args: [String(gate.timeoutSec), String(interval), gate.script, gate.what],
+  };
 }
 
 /** Final manifest and audit record; best effort (a failure here must not hide the apply's own result). */
@@ -124,7 +171,7 @@ async function finishHost(ex: Executor, owned: Map<string, ManifestEntry>, pendi
   };
   try {
     await runSh(ex, WRITE_MANIFEST, [], manifestText([...owned.values()]));
-    await runSh(ex, WRITE_PENDING, [], [...pending].map((u) => `${u}\n`).join(''));
+    await runSh(ex, WRITE_PENDING, [], pendingText(pending));
     await runSh(ex, APPEND_AUDIT, [], `${JSON.stringify(record)}\n`);
   } catch {
     /* reported by the next run's probe */

@@ -48,7 +48,8 @@ async function applySaved(planfile: string, flags: ApplyFlags): Promise<void> {
     process.stdout.write('The saved plan has no changes.\n');
     return;
   }
-  const session = new Session(hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys });
+  const dir = saved.platform.file.slice(0, saved.platform.file.lastIndexOf('/')) || '.';
+  const session = new Session(hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets: processSecretSource(dir) });
   try {
     await session.open();
     const probe = new Map<string, Resource[]>(saved.hosts.map((h) => [h.host, h.changes.map((c) => c.resource)]));
@@ -57,7 +58,6 @@ async function applySaved(planfile: string, flags: ApplyFlags): Promise<void> {
     if (stale.length > 0) {
       throw new StalePlanError(`saved plan is stale: ${stale.map((h) => h.host).join(', ')} changed since the plan was made (${saved.created_at}); run \`rtctl plan\` again`);
     }
-    const dir = saved.platform.file.slice(0, saved.platform.file.lastIndexOf('/')) || '.';
     const result = await execute(plan, session, dir, saved.id, flags, facts);
     finish(result, plan, flags);
   } finally {

@@ -27,12 +27,13 @@ export interface PlanFlags {
 export async function makePlan(flags: PlanFlags, lock: boolean): Promise<{ platform: Platform; plan: Plan; session: Session }> {
   const platform = loadPlatform(flags.file);
   const desired = desiredResources(platform);
-  const session = new Session(platform.hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys });
+  const secrets = processSecretSource(platform.dir);
+  const session = new Session(platform.hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets });
   try {
     await session.open();
     const facts = await session.gather(desired, lock);
     const filter: Filter = { target: flags.target, exclude: flags.exclude };
-    const plan = computePlan({ hosts: platform.hosts, desired, facts, ctx: diffContext(processSecretSource(platform.dir), session.redactor), filter });
+    const plan = computePlan({ hosts: platform.hosts, desired, facts, ctx: diffContext(secrets, session.redactor), filter });
     return { platform, plan, session };
   } catch (err) {
     await session.close();

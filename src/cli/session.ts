@@ -16,6 +16,8 @@ import type { DiffContext } from '../resources/types.js';
 
 export interface SessionOptions {
   parallel: number;
+  /** Where secret references are resolved (exec probes may use them). */
+  secrets?: SecretSource;
   acceptNewHostKeys: boolean;
   verbose?: boolean;
 }
@@ -63,7 +65,12 @@ export class Session {
 
   /** Facts from every host; with `lock`, the apply lock is taken in the same round trip. Throws one error listing every unreachable host. */
   async gather(resources: Map<string, Resource[]>, lock: boolean): Promise<Map<string, HostFacts>> {
-    const { facts, errors } = await gatherFacts(this.executors, resources, { parallel: this.opts.parallel, ...(lock ? { lock: this.run } : {}) });
+    const secrets = this.opts.secrets;
+    const { facts, errors } = await gatherFacts(this.executors, resources, {
+      parallel: this.opts.parallel,
+      ...(lock ? { lock: this.run } : {}),
+      ...(secrets ? { resolve: (s: string) => resolveRefs(s, secrets, this.redactor) } : {}),
+    });
     if (lock) this.locked = [...facts.entries()].filter(([, f]) => f.lockHeldBy === null).map(([h]) => h);
     const held = [...facts.entries()].filter(([, f]) => f.lockHeldBy);
     if (errors.size > 0 || held.length > 0) {

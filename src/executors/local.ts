@@ -6,8 +6,11 @@ import type { ExecOptions, ExecResult, Executor } from './types.js';
 
 export class LocalExecutor implements Executor {
   readonly host: string;
-  constructor(host = 'local') {
+  private readonly env: Record<string, string>;
+  /** `env` is added to every command's environment (tests use it to relocate rtctl's host-side state). */
+  constructor(host = 'local', env: Record<string, string> = {}) {
     this.host = host;
+    this.env = env;
   }
   async connect(): Promise<void> {}
   async runScript(script: string, opts: Omit<ExecOptions, 'stdin'> = {}): Promise<ExecResult> {
@@ -22,6 +25,7 @@ export class LocalExecutor implements Executor {
       reject: false,
       timeout: opts.timeoutMs ?? 600_000,
       stripFinalNewline: false,
+      env: this.env,
     });
     return { code: r.exitCode ?? null, stdout: String(r.stdout), stderr: String(r.stderr) };
   }

@@ -14,14 +14,16 @@ export interface GatherResult {
 export async function gatherFacts(
   executors: Map<string, Executor>,
   resources: Map<string, Resource[]>,
-  opts: ProbeOptions & { parallel: number },
+  opts: ProbeOptions & { parallel: number; resolve?: (script: string) => string },
 ): Promise<GatherResult> {
   const facts = new Map<string, HostFacts>();
   const errors = new Map<string, RtctlError>();
   await mapLimit([...executors.entries()], opts.parallel, async ([host, ex]) => {
     try {
       await ex.connect();
-      const res = await ex.runScript(buildProbe(resources.get(host) ?? [], opts));
+      const script = buildProbe(resources.get(host) ?? [], opts);
+      // Exec probes may hold secret references: resolved here, sent on stdin, never printed.
+      const res = await ex.runScript(opts.resolve ? opts.resolve(script) : script);
       if (res.code !== 0) throw new FactError(`${host}: facts probe failed (exit ${res.code}): ${lastLine(res.stderr)}`);
       facts.set(host, parseProbe(host, res.stdout));
     } catch (err) {

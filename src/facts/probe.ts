@@ -5,18 +5,22 @@
  */
 import { createHash } from 'node:crypto';
 import type { Resource, ResourceType } from '../model/resources.js';
-import { TYPE_ORDER } from '../model/resources.js';
+import { OWNED_TYPES, TYPE_ORDER } from '../model/resources.js';
 import { HANDLERS } from '../resources/index.js';
 import { PROBE_PATH } from '../resources/file.js';
 import type { RawFact } from '../resources/types.js';
 import { shArgv } from '../util/shell.js';
 
-export const STATE_DIR = '/var/lib/rtctl';
+/**
+ * Host-side state paths, as shell expressions: on hosts the defaults apply (sudo passes no environment); the
+ * I/O tests point them at temp dirs with RTCTL_STATE_DIR / RTCTL_AUDIT_LOG so they never touch this machine's.
+ */
+export const STATE_DIR = '${RTCTL_STATE_DIR:-/var/lib/rtctl}';
 export const MANIFEST = `${STATE_DIR}/manifest`;
 export const LOCK_DIR = `${STATE_DIR}/lock`;
 /** Units whose restart was planned but not yet done (an interrupted apply): restarted by the next apply. */
 export const PENDING = `${STATE_DIR}/pending-restarts`;
-export const AUDIT_LOG = '/var/log/rtctl/audit.log';
+export const AUDIT_LOG = '${RTCTL_AUDIT_LOG:-/var/log/rtctl/audit.log}';
 
 /** One line of the ownership manifest: what rtctl manages on a host. */
 export interface ManifestEntry {
@@ -69,7 +73,7 @@ if [ -f ${MANIFEST} ]; then
   while IFS='	' read -r t k; do
     [ -n "$t" ] || continue
     emit host manifest "$t	$k"
-    case "$t" in ${TYPE_ORDER.join('|')}) p_$t "$k" 0;; esac
+    case "$t" in ${OWNED_TYPES.join('|')}) p_$t "$k" 0;; esac
   done < ${MANIFEST}
 fi
 if [ -f ${PENDING} ]; then while IFS= read -r u; do [ -n "$u" ] && emit host pending "$u"; done < ${PENDING}; fi

@@ -72,16 +72,20 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** A recorded pid still belongs to our daemon iff its program and one marker argument (a lab path) match. */
-export function pidMatches(pid: number, program: string, marker: string): boolean {
+/**
+ * A recorded pid still belongs to our daemon iff its program and one marker argument (a lab path) match.
+ * `program` null accepts any program (used for a killed build's debootstrap, which runs as `sh debootstrap`).
+ */
+export function pidMatches(pid: number, program: string | null, marker: string): boolean {
   const argv = readCmdline(pid);
   if (!argv || argv.length === 0) return false;
   const prog = argv[0] ?? '';
-  return (prog === program || prog.endsWith(`/${program}`)) && argv.some((a) => a.includes(marker));
+  const programOk = program === null || prog === program || prog.endsWith(`/${program}`);
+  return programOk && argv.some((a) => a.includes(marker));
 }
 
 /** All live processes running `program` with an argument that mentions `marker` (an exact lab path). */
-export function findProcesses(program: string, marker: string): number[] {
+export function findProcesses(program: string | null, marker: string): number[] {
   const pids = readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e)).map(Number);
   return pids.filter((pid) => pid !== process.pid && pidMatches(pid, program, marker) && isAlive(pid));
 }
@@ -90,13 +94,13 @@ export function findProcesses(program: string, marker: string): number[] {
  * SIGTERM, wait up to `graceMs`, then SIGKILL and wait for it to be gone. Does nothing when the pid no
  * longer runs `program` with `marker` (exited, or recycled by something else).
  */
-export async function terminate(pid: number, program: string, marker: string, graceMs: number): Promise<void> {
+export async function terminate(pid: number, program: string | null, marker: string, graceMs: number): Promise<void> {
   if (!pidMatches(pid, program, marker) || !isAlive(pid)) return;
   signal(pid, 'SIGTERM');
   if (await waitGone(pid, graceMs)) return;
   if (!pidMatches(pid, program, marker)) return;
   signal(pid, 'SIGKILL');
-  if (!(await waitGone(pid, 10_000))) throw new LabError(`${program} (pid ${pid}) did not exit after SIGKILL`);
+  if (!(await waitGone(pid, 10_000))) throw new LabError(`${program ?? 'process'} (pid ${pid}) did not exit after SIGKILL`);
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabError } from './errors.js';
 import { cacheDir, rootfsDir } from './paths.js';
-import { isAlive, run } from './proc.js';
+import { findProcesses, isAlive, run, terminate } from './proc.js';
 import { removeTree } from './mounts.js';
 
 const SUITE = 'bookworm';
@@ -86,12 +86,18 @@ async function acquireLock(lockPath: string, log: (l: string) => void): Promise<
   }
 }
 
-/** Temp dirs of builds that were killed half-way (debootstrap may have left proc/sys mounted in them). */
+/**
+ * Temp dirs of builds whose rtctl was killed half-way. Its debootstrap may still be running (it survives its
+ * parent) and may have left proc/sys mounted in the dir: stop it, unmount, remove.
+ */
 async function removeStaleBuilds(final: string): Promise<void> {
   const dir = path.dirname(final);
   const prefix = `${path.basename(final)}.tmp-`;
   for (const entry of await readdir(dir)) {
-    if (entry.startsWith(prefix)) await removeTree(path.join(dir, entry));
+    if (!entry.startsWith(prefix)) continue;
+    const stale = path.join(dir, entry);
+    for (const pid of findProcesses(null, stale)) await terminate(pid, null, stale, 5_000);
+    await removeTree(stale);
   }
 }
 

@@ -9,11 +9,30 @@ export interface Origin {
   path: string;
 }
 
+/** A health gate: after the change (and its unit's restart) on a host, poll until it passes or time out. */
+export interface Gate {
+  /** sh script; exit 0 = healthy. Its last output lines are shown when the gate fails. */
+  script: string;
+  timeoutSec: number;
+  intervalSec?: number;
+  /** What is being waited for, e.g. `consul leader elected`. */
+  what: string;
+}
+
 interface Base {
   /** Unique per host: `<type>:<key>`, e.g. `file:/etc/motd`. */
   id: string;
-  /** Resource ids (on the same host) whose change must restart/reload this one's unit; see `notify`. */
+  /** Unit ids (on the same host) restarted (once per run) when this resource changes. */
   notify?: string[];
+  /**
+   * Cross-host ordering: every change of stage N on every host finishes before any change of stage N+1
+   * starts (e.g. Consul servers before clients, a PostgreSQL primary before its replicas). Default 0.
+   */
+  stage?: number;
+  /** Within its stage, do this resource on one host at a time (e.g. restart Consul servers one by one). */
+  serial?: boolean;
+  /** Wait for this after the resource changed on a host (and after its restart). */
+  gate?: Gate;
   origin?: Origin;
 }
 
@@ -55,16 +74,38 @@ export interface ReleaseResource extends Base {
   type: 'release'; dir: string; artifact: ArtifactRef; keep: number; owner: string;
 }
 
+/**
+ * An idempotent command, for what has no file or package to compare (bootstrapping an ACL system, creating a
+ * database role, a base backup): the probe prints the current state, and when it differs from `want`, `run`
+ * runs. Not recorded in the ownership manifest.
+ */
+export interface ExecResource extends Base {
+  type: 'exec';
+  name: string;
+  /** sh snippet run inside the facts probe; its trimmed stdout is the current state. */
+  probe: string;
+  want: string;
+  /** sh script run (privileged) when the state differs. */
+  run: string;
+  /** Sent on stdin to `run`; may hold secret references. */
+  stdin?: string;
+  /** One line for the plan, e.g. `bootstrap ACLs`. */
+  description: string;
+}
+
 export type Resource =
-  | PackageResource | GroupResource | UserResource | DirectoryResource | FileResource | UnitResource | ReleaseResource;
+  | PackageResource | GroupResource | UserResource | DirectoryResource | FileResource | UnitResource | ReleaseResource | ExecResource;
 export type ResourceType = Resource['type'];
 
 /** Apply order by type; deletions run in the reverse order before creations. */
-export const TYPE_ORDER: ResourceType[] = ['package', 'group', 'user', 'directory', 'release', 'file', 'unit'];
+export const TYPE_ORDER: ResourceType[] = ['package', 'group', 'user', 'directory', 'release', 'file', 'unit', 'exec'];
+
+/** Types recorded in the ownership manifest (and so removed when no longer declared). */
+export const OWNED_TYPES: ResourceType[] = ['package', 'group', 'user', 'directory', 'release', 'file', 'unit'];
 
 export function resourceKey(r: Resource): string {
   switch (r.type) {
-    case 'package': case 'group': case 'user': case 'unit': return r.name;
+    case 'package': case 'group': case 'user': case 'unit': case 'exec': return r.name;
     case 'directory': case 'file': return r.path;
     case 'release': return r.dir;
   }
