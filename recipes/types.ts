@@ -1,5 +1,19 @@
 import type { Host, Platform } from '../src/model/platform.js';
 import type { Resource } from '../src/model/resources.js';
+import type { Problem } from '../src/config/validate.js';
+
+/**
+ * A secret rtctl makes on the operator's side (a gossip key, a token, a CA or certificate), once, and reuses on
+ * every later run. Resources refer to it as `${file:<path>}` so its value never enters a plan.
+ */
+export interface GeneratedSecret {
+  /** Path relative to platform.yaml's folder, under `.rtctl/secrets/`, e.g. `.rtctl/secrets/consul/gossip.key`. */
+  path: string;
+  /** Makes the value. `read` returns another generated secret (made first if needed). */
+  generate(read: (path: string) => string, now: Date): string;
+  /** Make it again when this says so (e.g. a certificate close to expiry); the plan then shows the change. */
+  stale?(value: string, now: Date): boolean;
+}
 
 /**
  * A recipe turns one section of the platform into desired resources for one host. Pure: no I/O, no clock.
@@ -8,4 +22,8 @@ import type { Resource } from '../src/model/resources.js';
 export interface Recipe {
   name: string;
   resources(platform: Platform, host: Host): Resource[];
+  /** Cross-reference rules for this recipe's section; problems at document paths (shown as FILE:LINE:COL). */
+  rules?(platform: Platform): Problem[];
+  /** Secrets this recipe needs rtctl to generate. */
+  secrets?(platform: Platform): GeneratedSecret[];
 }

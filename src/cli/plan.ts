@@ -9,6 +9,7 @@ import { renderPlan } from '../plan/render.js';
 import { toSaved } from '../plan/saved.js';
 import { processSecretSource } from '../secrets.js';
 import { desiredResources } from '../../recipes/index.js';
+import { ensureGenerated } from '../apply/generated.js';
 import { diffContext, Session } from './session.js';
 import { VERSION } from './main.js';
 
@@ -26,6 +27,7 @@ export interface PlanFlags {
 /** Load → gather → plan. With `lock`, the hosts stay locked until `session.close()`. */
 export async function makePlan(flags: PlanFlags, lock: boolean): Promise<{ platform: Platform; plan: Plan; session: Session }> {
   const platform = loadPlatform(flags.file);
+  ensureGenerated(platform);
   const desired = desiredResources(platform);
   const secrets = processSecretSource(platform.dir);
   const session = new Session(platform.hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets });

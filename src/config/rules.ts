@@ -6,7 +6,7 @@ import type { Platform } from '../model/platform.js';
 import { selectHosts } from '../model/platform.js';
 import { findRefs } from '../secrets.js';
 import type { Problem, ValidateContext } from './validate.js';
-import { desiredResources } from '../../recipes/index.js';
+import { desiredResources, RECIPES } from '../../recipes/index.js';
 
 type Rule = (p: Platform, ctx: ValidateContext) => Problem[];
 
@@ -83,9 +83,12 @@ const filesHaveOneSource: Rule = (p, ctx) =>
 /** Every `${env:…}` / `${file:…}` reference resolves now, so an apply can't fail halfway for a missing secret. */
 const secretsResolve: Rule = (_p, ctx) => {
   const out: Problem[] = [];
+  // Secrets rtctl generates itself exist only after the first plan or apply.
+  const generated = new Set(RECIPES.flatMap((r) => r.secrets?.(_p) ?? []).map((g) => g.path));
   const walk = (v: unknown, path: (string | number)[]) => {
     if (typeof v === 'string') {
       for (const ref of findRefs(v)) {
+        if (ref.kind === 'file' && generated.has(ref.name)) continue;
         const ok = ref.kind === 'env' ? ctx.secrets.env(ref.name) !== undefined : ctx.secrets.file(ref.name) !== undefined;
         if (!ok) out.push({ path, message: ref.kind === 'env' ? `secret ${ref.text}: environment variable ${ref.name} is not set` : `secret ${ref.text}: file ${ref.name} cannot be read` });
       }
@@ -167,7 +170,11 @@ function distance(a: string, b: string): number {
   return dp[b.length]!;
 }
 
+/** Each recipe's own rules for its section. */
+const recipeRules: Rule[] = [(p) => RECIPES.flatMap((r) => r.rules?.(p) ?? [])];
+
 export const RULES: Rule[] = [
+  ...recipeRules,
   uniqueHosts,
   labelsAreNotHostNames,
   selectorsResolve,

@@ -15,19 +15,18 @@ export interface RunResult {
   exitCode: number;
 }
 
-/** Runs argv; throws a LabError with the command's stderr unless `allowFail`. */
+/** Runs argv (never through a shell); throws a LabError carrying the command's stderr unless `allowFail`. */
 export async function run(
   file: string,
   args: readonly string[],
-  opts: { allowFail?: boolean; timeoutMs?: number; input?: string } = {},
+  opts: { allowFail?: boolean; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const r =
-    opts.input === undefined
-      ? await execa(file, args, { reject: false, timeout: opts.timeoutMs, stdin: 'ignore' })
-      : await execa(file, args, { reject: false, timeout: opts.timeoutMs, input: opts.input });
+  const r = await execa(file, args, { reject: false, timeout: opts.timeoutMs, stdin: 'ignore' });
   const result = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
   if (result.exitCode !== 0 && !opts.allowFail) {
-    const why = r.timedOut ? `timed out after ${opts.timeoutMs} ms` : (r.stderr.trim() || `exit code ${result.exitCode}`);
+    const why = r.timedOut
+      ? `timed out after ${opts.timeoutMs} ms`
+      : r.stderr.trim() || r.shortMessage || `exit code ${result.exitCode}`;
     throw new LabError(`${[file, ...args].join(' ')}: ${why}`);
   }
   return result;

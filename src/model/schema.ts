@@ -7,6 +7,11 @@
  * each one is a property here plus one recipe module under recipes/.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ConsulSection } from './sections/consul.js';
+import { DatabaseSection } from './sections/database.js';
+import { GatewaySection } from './sections/gateway.js';
+import { LoadbalancerSection } from './sections/loadbalancer.js';
+import { ServicesSection } from './sections/services.js';
 
 const Name = Type.String({
   pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$',
@@ -171,6 +176,12 @@ export const PlatformSchema = Type.Object(
     files: Type.Optional(Type.Array(FileSchema)),
     units: Type.Optional(Type.Array(UnitSchema)),
     releases: Type.Optional(Type.Array(ReleaseSchema)),
+    // Component sections: one module each under ./sections/, one recipe each under recipes/.
+    consul: Type.Optional(ConsulSection),
+    loadbalancer: Type.Optional(LoadbalancerSection),
+    gateway: Type.Optional(GatewaySection),
+    services: Type.Optional(ServicesSection),
+    database: Type.Optional(DatabaseSection),
   },
   {
     additionalProperties: false,
