@@ -9,8 +9,8 @@ import type { Problem } from '../src/config/validate.js';
 export interface GeneratedSecret {
   /** Path relative to platform.yaml's folder, under `.rtctl/secrets/`, e.g. `.rtctl/secrets/consul/gossip.key`. */
   path: string;
-  /** Makes the value. `read` returns another generated secret (made first if needed). */
-  generate(read: (path: string) => string, now: Date): string;
+  /** Makes the value (may be async, e.g. WebCrypto). `read` returns another generated secret (made first if needed). */
+  generate(read: (path: string) => Promise<string>, now: Date): string | Promise<string>;
   /** Make it again when this says so (e.g. a certificate close to expiry); the plan then shows the change. */
   stale?(value: string, now: Date): boolean;
 }

@@ -14,11 +14,11 @@ export function generatedSecrets(p: Platform): GeneratedSecret[] {
 }
 
 /** Creates missing (or stale) generated secrets; returns the paths it wrote. */
-export function ensureGenerated(p: Platform, now = new Date()): string[] {
+export async function ensureGenerated(p: Platform, now = new Date()): Promise<string[]> {
   const all = new Map(generatedSecrets(p).map((g) => [g.path, g]));
   const written: string[] = [];
   const making = new Set<string>();
-  const read = (path: string): string => {
+  const read = async (path: string): Promise<string> => {
     const g = all.get(path);
     const file = resolve(p.dir, path);
     if (!g) return readFileSync(file, 'utf8');
@@ -26,13 +26,13 @@ export function ensureGenerated(p: Platform, now = new Date()): string[] {
     if (current !== undefined && !g.stale?.(current, now)) return current;
     if (making.has(path)) throw new InternalError(`generated secret ${path} depends on itself`);
     making.add(path);
-    const value = g.generate(read, now);
+    const value = await g.generate(read, now);
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     writeFileSync(`${file}.tmp`, value, { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
     written.push(path);
     return value;
   };
-  for (const path of all.keys()) read(path);
+  for (const path of all.keys()) await read(path);
   return written;
 }

@@ -27,7 +27,7 @@ export interface PlanFlags {
 /** Load → gather → plan. With `lock`, the hosts stay locked until `session.close()`. */
 export async function makePlan(flags: PlanFlags, lock: boolean): Promise<{ platform: Platform; plan: Plan; session: Session }> {
   const platform = loadPlatform(flags.file);
-  ensureGenerated(platform);
+  await ensureGenerated(platform);
   const desired = desiredResources(platform);
   const secrets = processSecretSource(platform.dir);
   const session = new Session(platform.hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets });

@@ -8,16 +8,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { LabError } from './errors.js';
 import { bootHost, prepareHost, probeHost, runningPid, stopHostProcess, waitReady } from './hosts.js';
 import { mountsUnder, removeTree } from './mounts.js';
-import { createBridge, createHostNetwork, hostLinkUp, linkNames, netnsNames, removeNetwork, setHostLink, subnetUsers } from './network.js';
 import {
-  DEFAULT_HOSTS, DEFAULT_LAB, PROXY_PORT, bridgeName, hostAddress, hostName, hostPaths, labDir, labFiles, labOctet, labTag,
+  createBridge, createHostNetwork, hostLinkUp, isLabLink, linkNames, netnsNames, removeNetwork, setHostLink, subnetUsers,
+} from './network.js';
+import {
+  DEFAULT_HOSTS, DEFAULT_LAB, PROXY_PORT, bridgeName, hostAddress, hostName, labDir, labFiles, labOctet,
   machineName, machineNameRe, stateRoot, subnetOf, validateHostCount, validateName,
 } from './paths.js';
 import { checkPrerequisites } from './prereqs.js';
 import { findProcesses, isAlive, run, terminate } from './proc.js';
 import { startProxy, stopProxy } from './proxy.js';
-import { ensureRootfs } from './rootfs.js';
 import { raiseKernelLimits } from './limits.js';
+import { ensureRootfs } from './rootfs.js';
 import { readState, toInfo, writeState } from './state.js';
 import type { LabHost, LabInfo, LabState } from './state.js';
 
@@ -72,7 +74,8 @@ export async function labUp(opts: LabOptions = {}): Promise<LabInfo> {
 export async function labDown(opts: { name?: string; log?: (l: string) => void } = {}): Promise<void> {
   const name = validateName(opts.name ?? DEFAULT_LAB);
   const log = opts.log ?? noop;
-  await requirePrerequisites();
+  // Only root is needed to remove a lab (ip, mount and kill); a machine missing debootstrap can still clean up.
+  if (process.getuid?.() !== 0) throw new LabError('rtctl lab down must run as root: run it with sudo');
   const started = Date.now();
   await teardown(name, log);
   log(`lab ${name}: removed in ${seconds(started)}`);
@@ -275,7 +278,7 @@ function stopStray(pid: number, program: string, marker: string): Promise<void> 
   return terminate(pid, program, marker, STOP_GRACE_MS);
 }
 
-/** Host numbers known from lab.json, host dirs and this lab's network namespaces (any may be missing). */
+/** Host numbers known from lab.json or from host dirs (either may be missing after a killed run). */
 function hostIndexes(name: string, state: LabState | null): number[] {
   const found = new Set<number>(state?.hosts.map((_, i) => i + 1) ?? []);
   const hostsDir = `${labDir(name)}/hosts`;
@@ -285,7 +288,7 @@ function hostIndexes(name: string, state: LabState | null): number[] {
       if (m) found.add(Number(m[1]));
     }
   }
-  return [...found].filter((i) => existsSync(hostPaths(name, i).dir)).sort((a, b) => a - b);
+  return [...found].sort((a, b) => a - b);
 }
 
 /** What of lab `name` still exists on this machine (empty after a clean labDown); for tests and diagnostics. */
@@ -295,7 +298,7 @@ export async function labLeftovers(name: string = DEFAULT_LAB): Promise<string[]
   const left: string[] = [];
   for (const ns of await netnsNames()) if (nsRe.test(ns)) left.push(`netns ${ns}`);
   for (const l of await linkNames()) {
-    if (l === bridgeName(name) || new RegExp(`^rtv${labTag(name)}[0-9]+$`).test(l)) left.push(`link ${l}`);
+    if (isLabLink(name, l)) left.push(`link ${l}`);
   }
   for (const m of mountsUnder(labDir(name))) left.push(`mount ${m}`);
   for (const pid of findProcesses('systemd-nspawn', `${labDir(name)}/`)) left.push(`systemd-nspawn pid ${pid}`);

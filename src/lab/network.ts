@@ -57,6 +57,11 @@ export async function hostLinkUp(lab: string, index: number): Promise<boolean> {
   return link?.operstate === 'UP';
 }
 
+/** The lab's bridge or one of its veths (outer ends), by naming convention. */
+export function isLabLink(lab: string, link: string): boolean {
+  return link === bridgeName(lab) || new RegExp(`^rtv${labTag(lab)}[0-9]+$`).test(link);
+}
+
 /**
  * Removes every netns, veth and the bridge of a lab, found by naming convention (works without lab.json).
  * Deleting a netns destroys its eth0 and with it the veth's outer end; the veth sweep catches the rest.
@@ -66,13 +71,11 @@ export async function removeNetwork(lab: string): Promise<void> {
   for (const ns of (await netnsNames()).filter((n) => nsRe.test(n))) {
     await run('ip', ['netns', 'del', ns], { allowFail: true });
   }
-  const vethRe = new RegExp(`^rtv${labTag(lab)}[0-9]+$`);
-  const br = bridgeName(lab);
-  for (const link of await linkNames()) {
-    if (vethRe.test(link) || link === br) await run('ip', ['link', 'del', link], { allowFail: true });
+  for (const link of (await linkNames()).filter((l) => isLabLink(lab, l))) {
+    await run('ip', ['link', 'del', link], { allowFail: true });
   }
   const leftNs = (await netnsNames()).filter((n) => nsRe.test(n));
-  const leftLinks = (await linkNames()).filter((l) => vethRe.test(l) || l === br);
+  const leftLinks = (await linkNames()).filter((l) => isLabLink(lab, l));
   if (leftNs.length + leftLinks.length > 0) {
     throw new LabError(`could not remove network of lab ${lab}: ${[...leftNs, ...leftLinks].join(', ')} still present`);
   }
