@@ -30,12 +30,12 @@ async function exists(p: string): Promise<boolean> {
 /** Returns the cached rootfs, building it first if needed. */
 export async function ensureRootfs(log: (l: string) => void): Promise<string> {
   const final = rootfsDir();
-  if (await exists(final)) return final;
+  if (await exists(final)) return checked(final);
   await mkdir(cacheDir(), { recursive: true });
   const release = await acquireLock(`${final}.lock`, log);
   try {
     // Someone else may have finished the build while we waited for the lock.
-    if (await exists(final)) return final;
+    if (await exists(final)) return checked(final);
     await removeStaleBuilds(final);
     const tmp = `${final}.tmp-${process.pid}`;
     const started = Date.now();
@@ -53,6 +53,16 @@ export async function ensureRootfs(log: (l: string) => void): Promise<string> {
   } finally {
     await release();
   }
+}
+
+/** Renaming makes a partial cache impossible for us, but the directory may have been tampered with. */
+async function checked(root: string): Promise<string> {
+  for (const f of ['usr/lib/os-release', 'usr/sbin/sshd', `etc/sudoers.d/rtctl-deploy`]) {
+    if (!(await exists(path.join(root, f)))) {
+      throw new LabError(`the cached rootfs ${root} is incomplete (no /${f}): delete it and run rtctl lab up again to rebuild it`);
+    }
+  }
+  return root;
 }
 
 /**

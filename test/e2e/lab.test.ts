@@ -97,9 +97,14 @@ describe('rtctl lab', () => {
   });
 
   it('installs Debian packages through the lab proxy', async () => {
-    const r = await ssh(info, 'h1', 'sudo -n apt-get update -q', { timeoutMs: 300_000 });
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/deb\.debian\.org/);
+    const update = await ssh(info, 'h1', 'sudo -n apt-get update -q', { timeoutMs: 300_000 });
+    expect(update.exitCode, update.stderr).toBe(0);
+    expect(update.stdout).toMatch(/deb\.debian\.org/);
+    const install = await ssh(info, 'h1', 'sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q hello && hello', {
+      timeoutMs: 300_000,
+    });
+    expect(install.exitCode, install.stderr).toBe(0);
+    expect(install.stdout).toMatch(/Hello, world!/);
   });
 
   it('refuses a host key that is not in known_hosts', async () => {
