@@ -28,6 +28,7 @@ export function ensureArtifact(source: string, sha256: string): Promise<string> 
   if (!p) {
     p = fetchIntoCache(source, sha256);
     inflight.set(sha256, p);
+    p.catch(() => inflight.delete(sha256));
   }
   return p;
 }
