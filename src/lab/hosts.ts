@@ -33,6 +33,10 @@ export async function prepareHost(lab: string, index: number, host: LabHost, set
   await writeFile(etc('hosts'), setup.hostsFile);
   await writeFile(etc('machine-id'), `${randomBytes(16).toString('hex')}\n`);
   await writeFile(etc('apt/apt.conf.d/01proxy'), `Acquire::http::Proxy "${setup.proxy}";\n`);
+  // systemd creates /run/nologin early in boot and systemd-user-sessions removes it; on a loaded 2-core
+  // machine that unit was seen failing, leaving sshd refusing every non-root login. Lab hosts don't need it.
+  await mkdir(etc('tmpfiles.d'), { recursive: true });
+  await writeFile(etc('tmpfiles.d/systemd-nologin.conf'), '# rtctl lab: no /run/nologin during boot\n');
   await authorize(p.root, '/root', 0, 0, setup.clientPublicKey);
   const { uid, gid } = await userIds(p.root, DEPLOY_USER);
   await authorize(p.root, `/home/${DEPLOY_USER}`, uid, gid, setup.clientPublicKey);

@@ -236,6 +236,17 @@ describe('foundation on a real lab', () => {
     expect((await rtctl(['plan', '-f', 'int.yaml', '--detailed-exitcode'])).code).toBe(0);
   });
 
+  it('a failing check names host, resource, step and remote stderr, and leaves the old file serving', async () => {
+    writePlatform((s) => s.replace('    notify: [hello.service]\n    hosts: [app]', '    notify: [hello.service]\n    check: "grep -q HELLO_PORT=9 {} || { echo port must start with 9 >&2; exit 1; }"\n    hosts: [app]').replace('HELLO_GREETING=hello from rtctl', 'HELLO_GREETING=never'), 'failcheck.yaml');
+    const r = await rtctl(['apply', '-f', 'failcheck.yaml', '--auto-approve', '--parallel', '1']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^error: Apply failed: 0 change\(s\) done, \d+ not done\.$/m);
+    expect(r.err).toMatch(/^h1: file:\/etc\/hello\/hello\.env: write \/etc\/hello\/hello\.env: exit 65: check failed \(grep -q HELLO_PORT=9 .*\), \/etc\/hello\/hello\.env left unchanged:$/m);
+    expect(r.err).toContain('port must start with 9');
+    expect(JSON.parse(await http('h1', '/')).greeting).toBe('interrupted');
+    expect((await ssh(lab, 'h1', 'ls -a /etc/hello | grep -c "^\\.rtctl-" || true')).stdout.trim()).toBe('0');
+  });
+
   it('bad input: clear message at its position, non-zero exit, no host contacted', async () => {
     writeFileSync(join(work, 'bad.yaml'), 'version: 1\nhosts:\n  - { name: h1, address: 198.18.250.1, port: 70000 }\n');
     const r = await rtctl(['apply', '-f', 'bad.yaml', '--auto-approve']);
