@@ -8,6 +8,8 @@ import { contentDiff, writeStep } from './file.js';
 import type { ResourceHandler, Step } from './types.js';
 
 export const UNIT_DIR = '/etc/systemd/system';
+/** Plan detail of a new unit file for a unit that is already running (from a package): restart, not start. */
+const RESTART_RUNNING = 'restart (running from a package)';
 
 /** Verify a staged unit under its real name (systemd derives the unit type from the file name). */
 export function verifyCheck(name: string): string {
@@ -31,7 +33,11 @@ export const unit: ResourceHandler<UnitResource> = {
   probeArgs: (r) => [r.name, r.sensitive ? '0' : '1'],
   diff(r, fact, ctx) {
     const want = [r.enabled ? 'enable' : 'disable', r.started ? 'start' : 'stop'];
-    if ((fact.kind ?? 'absent') === 'absent') return { action: 'create', details: want, ...(r.sensitive ? {} : { diff: contentDiff(`${UNIT_DIR}/${r.name}`, { content: '' }, r.content) }) };
+    if ((fact.kind ?? 'absent') === 'absent') {
+      // A package's postinst may already run its own unit of this name (e.g. haproxy): ours must replace it.
+      if (r.started && fact.active === 'active') want[1] = RESTART_RUNNING;
+      return { action: 'create', details: want, ...(r.sensitive ? {} : { diff: contentDiff(`${UNIT_DIR}/${r.name}`, { content: '' }, r.content) }) };
+    }
     const details: string[] = [];
     let diff: string | undefined;
     if (fact.sha256 !== ctx.contentSha256(r.content)) {
@@ -58,8 +64,9 @@ export const unit: ResourceHandler<UnitResource> = {
       writeStep(`write ${path}`, path, r.content, 'root', 'root', r.sensitive ? '0600' : '0644', verifyCheck(r.name)),
       { kind: 'sh', desc: `daemon-reload; ${r.enabled ? 'enable' : 'disable'} ${r.name}`, script: `systemctl daemon-reload && systemctl ${r.enabled ? 'enable' : 'disable'} --quiet "$1"`, args: [r.name] },
     ];
+    const restart = c.details.includes(RESTART_RUNNING);
     steps.push(r.started
-      ? { kind: 'sh', desc: `start ${r.name}`, script: startScript('start'), args: [r.name] }
+      ? { kind: 'sh', desc: `${restart ? 'restart' : 'start'} ${r.name}`, script: startScript(restart ? 'restart' : 'start'), args: [r.name] }
       : { kind: 'sh', desc: `stop ${r.name}`, script: 'systemctl stop "$1"', args: [r.name] });
     return steps;
   },

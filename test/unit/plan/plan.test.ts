@@ -93,3 +93,14 @@ describe('computePlan', () => {
     expect(h(f1)).not.toBe(h(f3));
   });
 });
+
+describe('units from packages', () => {
+  it('a new unit file for a unit a package already runs is restarted, not just started', async () => {
+    const { handlerFor } = await import('../../../src/resources/index.js');
+    const u = desired.get('h1')!.find((r) => r.id === 'unit:app.service')!;
+    const d = handlerFor(u).diff(u, { kind: 'absent', enabled: 'enabled', active: 'active' }, plainCtx)!;
+    expect(d.details).toEqual(['enable', 'restart (running from a package)']);
+    const steps = handlerFor(u).steps({ host: 'h1', id: u.id, type: 'unit', resource: u, ...d } as never);
+    expect(steps.map((s) => s.desc)).toEqual(['write /etc/systemd/system/app.service', 'daemon-reload; enable app.service', 'restart app.service']);
+  });
+});
