@@ -13,6 +13,8 @@ export interface GeneratedSecret {
   generate(read: (path: string) => Promise<string>, now: Date): string | Promise<string>;
   /** Make it again when this says so (e.g. a certificate close to expiry); the plan then shows the change. */
   stale?(value: string, now: Date): boolean;
+  /** Derived from other secrets (e.g. the certificate part of a key+certificate file): made again on every run, written only when it differs. */
+  derived?: boolean;
 }
 
 /**

@@ -73,7 +73,7 @@ export async function applyPlan(plan: Plan, ctx: ApplyContext): Promise<ApplyRes
   const stages = [...new Set(work.flatMap((h) => h.changes.map(stageOf)))].sort((a, b) => a - b);
   for (const stage of stages) {
     const hosts = work.filter((h) => h.changes.some((c) => stageOf(c) === stage));
-    const serial = hosts.some((h) => h.changes.some((c) => stageOf(c) === stage && c.resource.serial));
+    const serial = hosts.some((h) => h.changes.some((c) => stageOf(c) === stage && isSerial(c)));
     await mapLimit(hosts, serial ? 1 : ctx.parallel, async (hp) => {
       const st = states.get(hp.host)!;
       for (const change of hp.changes.filter((c) => stageOf(c) === stage)) {
@@ -105,6 +105,8 @@ interface HostRun {
 }
 
 const stageOf = (c: Change) => c.resource.stage ?? 0;
+const isRestart = (c: Change) => c.action === 'restart' || c.action === 'reload';
+const isSerial = (c: Change) => c.resource.serial === true || (c.resource.serial === 'restarts' && isRestart(c));
 const ownedKey = (c: Change) => `${c.type}\t${parseId(c.id).key}`;
 const pendingText = (p: Set<string>) => [...p].map((u) => `${u}\n`).join('');
 
@@ -134,6 +136,9 @@ async function runChange(st: HostRun, change: Change, ctx: ApplyContext): Promis
       const msg = message(err, ctx);
       st.outcome.failure = { change, step: step.desc, message: msg };
       ctx.reporter.failed(host, change, step, msg);
+      // A unit whose start or health gate failed may now look in sync; owe it a restart so the next apply
+      // starts it again and re-checks its gate.
+      if (change.type === 'unit' && change.action !== 'delete') st.pending.add(change.id);
       return false;
     }
   }

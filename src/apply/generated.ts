@@ -18,15 +18,19 @@ export async function ensureGenerated(p: Platform, now = new Date()): Promise<st
   const all = new Map(generatedSecrets(p).map((g) => [g.path, g]));
   const written: string[] = [];
   const making = new Set<string>();
+  const done = new Set<string>();
   const read = async (path: string): Promise<string> => {
     const g = all.get(path);
     const file = resolve(p.dir, path);
     if (!g) return readFileSync(file, 'utf8');
     const current = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
-    if (current !== undefined && !g.stale?.(current, now)) return current;
+    if (done.has(path) && current !== undefined) return current;
+    if (current !== undefined && !g.derived && !g.stale?.(current, now)) return current;
     if (making.has(path)) throw new InternalError(`generated secret ${path} depends on itself`);
     making.add(path);
     const value = await g.generate(read, now);
+    done.add(path);
+    if (value === current) return current;
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     writeFileSync(`${file}.tmp`, value, { mode: 0o600 });
     renameSync(`${file}.tmp`, file);

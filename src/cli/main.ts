@@ -53,6 +53,14 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (planfile, opts) => (await import('./apply.js')).applyCommand(planfile, opts));
 
   program
+    .command('status')
+    .description('the Consul cluster: members, leader, failing checks (exit 2 when anything is unhealthy)')
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (opts) => (await import('./status.js')).statusCommand({ parallel: 1, ...opts }));
+
+  program
     .command('unlock')
     .description('remove a stale apply lock from hosts')
     .argument('<hosts...>', 'host names')

@@ -29,8 +29,11 @@ interface Base {
    * starts (e.g. Consul servers before clients, a PostgreSQL primary before its replicas). Default 0.
    */
   stage?: number;
-  /** Within its stage, do this resource on one host at a time (e.g. restart Consul servers one by one). */
-  serial?: boolean;
+  /**
+   * Within its stage, do this resource on one host at a time; `'restarts'`: only its restarts/reloads (e.g.
+   * Consul servers start together on first bootstrap, but later restart one by one).
+   */
+  serial?: boolean | 'restarts';
   /** Wait for this after the resource changed on a host (and after its restart). */
   gate?: Gate;
   origin?: Origin;
@@ -91,6 +94,8 @@ export interface ExecResource extends Base {
   stdin?: string;
   /** One line for the plan, e.g. `bootstrap ACLs`. */
   description: string;
+  /** Also show the probed state in the plan (e.g. `restart (postmaster context): shared_buffers`). Never for secret state. */
+  showState?: boolean;
 }
 
 export type Resource =

@@ -7,7 +7,7 @@
  * each one is a property here plus one recipe module under recipes/.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { ConsulSection } from './sections/consul.js';
+import { ConfigSection, ConsulSection } from './sections/consul.js';
 import { DatabaseSection } from './sections/database.js';
 import { GatewaySection } from './sections/gateway.js';
 import { LoadbalancerSection } from './sections/loadbalancer.js';
@@ -178,6 +178,7 @@ export const PlatformSchema = Type.Object(
     releases: Type.Optional(Type.Array(ReleaseSchema)),
     // Component sections: one module each under ./sections/, one recipe each under recipes/.
     consul: Type.Optional(ConsulSection),
+    config: Type.Optional(ConfigSection),
     loadbalancer: Type.Optional(LoadbalancerSection),
     gateway: Type.Optional(GatewaySection),
     services: Type.Optional(ServicesSection),

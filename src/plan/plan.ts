@@ -80,19 +80,35 @@ function restarts(host: string, desired: Resource[], changes: Change[], facts: H
   for (const u of desired) {
     if (u.type !== 'unit' || !u.started) continue;
     const own = byId.get(u.id);
-    if (own?.action === 'create') continue; // a new unit is started by its own create step
-    const wasActive = facts.resources.get(u.id)?.active === 'active';
-    if (!wasActive) continue; // the update step starts it
+    const stage = u.stage ?? 0;
+    // A new or stopped unit is started by its own step — after everything in its stage or earlier; only
+    // notifiers in later stages still owe it a restart.
+    const startedByOwnStep = own?.action === 'create' || facts.resources.get(u.id)?.active !== 'active';
+    const counts = (c: Change) => !startedByOwnStep || (c.resource.stage ?? 0) > stage;
     const reasons: string[] = [];
-    if (facts.pending.includes(u.id)) reasons.push('owed by an interrupted apply');
-    if (own?.details.some((d) => d.startsWith('unit file changed'))) reasons.push('unit file changed');
+    let restart = false;
+    if (facts.pending.includes(u.id) && !startedByOwnStep) {
+      reasons.push('owed by an earlier apply');
+      restart = true;
+    }
+    if (!startedByOwnStep && own?.details.some((d) => d.startsWith('unit file changed'))) {
+      reasons.push('unit file changed');
+      restart = true;
+    }
     for (const c of changes) {
-      if (c.id !== u.id && c.action !== 'delete' && c.resource.notify?.includes(u.id)) reasons.push(`${c.id} changed`);
+      if (c.id === u.id || c.action === 'delete' || !counts(c)) continue;
+      // `reload:unit:x` asks for a reload even when the unit restarts for other changes (e.g. a service
+      // definition for Consul); a plain `unit:x` asks for a restart unless the unit says `reload: true`.
+      if (c.resource.notify?.includes(u.id)) {
+        reasons.push(`${c.id} changed`);
+        if (!u.reload) restart = true;
+      } else if (c.resource.notify?.includes(`reload:${u.id}`)) reasons.push(`${c.id} changed`);
     }
     if (reasons.length === 0) continue;
-    const onlyNotified = !reasons.includes('unit file changed');
-    const action = onlyNotified && u.reload ? 'reload' : 'restart';
-    out.push({ host, id: u.id, type: 'unit', action, resource: u, details: [], reason: reasons.join(', ') });
+    const action = restart ? 'restart' : 'reload';
+    // The restart runs after the last change that caused it, even one in a later stage.
+    const last = Math.max(stage, ...changes.filter((c) => reasons.includes(`${c.id} changed`)).map((c) => c.resource.stage ?? 0));
+    out.push({ host, id: u.id, type: 'unit', action, resource: last === stage ? u : { ...u, stage: last }, details: [], reason: reasons.join(', ') });
   }
   return out;
 }

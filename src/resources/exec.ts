@@ -10,7 +10,7 @@ export const exec: ResourceHandler<ExecResource> = {
   probeArgs: (r) => [r.name, r.probe],
   diff(r, fact) {
     if ((fact.state ?? '') === r.want) return undefined;
-    return { action: fact.state ? 'update' : 'create', details: [r.description] };
+    return { action: fact.state ? 'update' : 'create', details: [r.description, ...(r.showState && fact.state ? [fact.state] : [])] };
   },
   exists: () => false,
   steps(c) {
