@@ -42,9 +42,9 @@ async function applySaved(planfile: string, flags: ApplyFlags): Promise<void> {
   }
   const saved = parseSaved(text, planfile);
   const plan: Plan = { hosts: saved.hosts };
-  const byHost = new Map(saved.connections.map((h) => [h.name, h]));
-  const hosts = saved.hosts.filter((h) => h.changes.length > 0).map((h) => byHost.get(h.host)!).filter(Boolean);
-  if (hosts.length === 0) {
+  const changed = new Set(saved.hosts.filter((h) => h.changes.length > 0).map((h) => h.host));
+  const hosts = saved.connections.filter((h) => changed.has(h.name) || saved.consul_servers?.includes(h.name));
+  if (changed.size === 0) {
     process.stdout.write('The saved plan has no changes.\n');
     return;
   }
@@ -52,6 +52,7 @@ async function applySaved(planfile: string, flags: ApplyFlags): Promise<void> {
   const session = new Session(hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets: processSecretSource(dir) });
   try {
     await session.open();
+    await session.lockCluster(saved.consul_servers ?? []);
     const probe = new Map<string, Resource[]>(saved.hosts.map((h) => [h.host, h.changes.map((c) => c.resource)]));
     const facts = await session.gather(probe, true);
     const stale = saved.hosts.filter((h) => h.changes.length > 0 && factsHash(facts.get(h.host)!, h.changes.map((c) => c.id)) !== h.factsHash);
@@ -65,7 +66,7 @@ async function applySaved(planfile: string, flags: ApplyFlags): Promise<void> {
   }
 }
 
-async function confirm(): Promise<void> {
+export async function confirm(): Promise<void> {
   if (!process.stdin.isTTY) throw new ConfigError('refusing to apply without confirmation: no terminal to ask in; pass --auto-approve');
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   const answer = await rl.question('\nApply these changes? Only "yes" is accepted: ');
@@ -73,7 +74,7 @@ async function confirm(): Promise<void> {
   if (answer.trim() !== 'yes') throw new ApplyError('apply cancelled; nothing was changed');
 }
 
-async function execute(plan: Plan, session: Session, dir: string, planId: string, flags: ApplyFlags, facts?: Awaited<ReturnType<Session['gather']>>): Promise<ApplyResult> {
+export async function execute(plan: Plan, session: Session, dir: string, planId: string, flags: ApplyFlags, facts?: Awaited<ReturnType<Session['gather']>>): Promise<ApplyResult> {
   let interrupted = false;
   const onSigint = () => {
     if (interrupted) process.exit(130);
@@ -102,7 +103,7 @@ async function execute(plan: Plan, session: Session, dir: string, planId: string
   }
 }
 
-function finish(result: ApplyResult, plan: Plan, flags: ApplyFlags): void {
+export function finish(result: ApplyResult, plan: Plan, flags: ApplyFlags): void {
   const done = result.outcomes.reduce((a, o) => a + o.done.length, 0);
   const notDone = result.outcomes.flatMap((o) => o.notDone.map((c) => `${o.host} ${c.id}`));
   if (flags.json) {

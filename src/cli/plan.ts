@@ -10,6 +10,7 @@ import { toSaved } from '../plan/saved.js';
 import { processSecretSource } from '../secrets.js';
 import { desiredResources } from '../../recipes/index.js';
 import { ensureGenerated } from '../apply/generated.js';
+import { servers as consulServers } from '../../recipes/consul.js';
 import { diffContext, Session } from './session.js';
 import { VERSION } from './main.js';
 
@@ -33,6 +34,7 @@ export async function makePlan(flags: PlanFlags, lock: boolean): Promise<{ platf
   const session = new Session(platform.hosts, { parallel: flags.parallel, acceptNewHostKeys: flags.acceptNewHostKeys, secrets });
   try {
     await session.open();
+    if (lock) await session.lockCluster(consulServerNames(platform));
     const facts = await session.gather(desired, lock);
     const filter: Filter = { target: flags.target, exclude: flags.exclude };
     const plan = computePlan({ hosts: platform.hosts, desired, facts, ctx: diffContext(secrets, session.redactor), filter });
@@ -43,9 +45,13 @@ export async function makePlan(flags: PlanFlags, lock: boolean): Promise<{ platf
   }
 }
 
+export function consulServerNames(p: Platform): string[] {
+  return consulServers(p).map((h) => h.name);
+}
+
 export function savedPlan(platform: Platform, plan: Plan, id = randomUUID().slice(0, 8)) {
   const sha256 = createHash('sha256').update(readFileSync(platform.file)).digest('hex');
-  return toSaved(plan, { version: VERSION, id, file: platform.file, sha256, hosts: platform.hosts, now: new Date() });
+  return toSaved(plan, { version: VERSION, id, file: platform.file, sha256, hosts: platform.hosts, now: new Date(), consulServers: consulServerNames(platform) });
 }
 
 export async function planCommand(flags: PlanFlags): Promise<void> {

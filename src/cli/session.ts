@@ -11,6 +11,7 @@ import type { Resource } from '../model/resources.js';
 import { gatherFacts } from '../facts/gather.js';
 import type { HostFacts, LockInfo } from '../facts/probe.js';
 import { describeLock, RELEASE_LOCK } from '../apply/host-state.js';
+import { ConsulLock } from '../apply/consul-lock.js';
 import { Redactor, resolveRefs, type SecretSource } from '../secrets.js';
 import type { DiffContext } from '../resources/types.js';
 
@@ -46,6 +47,7 @@ export class Session {
   private locked: string[] = [];
   /** Facts from the last `gather`. */
   lastFacts?: Map<string, HostFacts>;
+  private clusterLock?: ConsulLock;
 
   readonly hosts: Host[];
   readonly opts: SessionOptions;
@@ -83,7 +85,20 @@ export class Session {
     return facts;
   }
 
+  /**
+   * The cluster-wide lock in Consul (when the platform has Consul servers and it already runs there); the
+   * per-host locks taken by `gather` still apply. Throws LockError naming the holder.
+   */
+  async lockCluster(servers: string[]): Promise<boolean> {
+    const exs = servers.map((n) => this.executors.get(n)).filter((e): e is Executor => !!e);
+    this.clusterLock = await ConsulLock.acquire(exs, this.run, (line) => process.stderr.write(`${this.redactor.redact(line)}\n`));
+    return !!this.clusterLock;
+  }
+
   async releaseLocks(): Promise<void> {
+    const cluster = this.clusterLock;
+    this.clusterLock = undefined;
+    await cluster?.release();
     const hosts = this.locked;
     this.locked = [];
     await Promise.all(hosts.map((h) => this.executors.get(h)!.run(['sh', '-c', RELEASE_LOCK, 'rtctl', this.run.run]).catch(() => undefined)));

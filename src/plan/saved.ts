@@ -19,10 +19,12 @@ export interface SavedPlan {
   summary: Summary;
   /** How to reach the hosts (no secrets here: keys are file paths). */
   connections: Host[];
+  /** Consul servers, through which `apply` takes the cluster-wide lock. */
+  consul_servers?: string[];
   hosts: Plan['hosts'];
 }
 
-export function toSaved(plan: Plan, meta: { version: string; id: string; file: string; sha256: string; hosts: Host[]; now: Date }): SavedPlan {
+export function toSaved(plan: Plan, meta: { version: string; id: string; file: string; sha256: string; hosts: Host[]; now: Date; consulServers?: string[] }): SavedPlan {
   return {
     format_version: PLAN_FORMAT,
     rtctl_version: meta.version,
@@ -31,6 +33,7 @@ export function toSaved(plan: Plan, meta: { version: string; id: string; file: s
     platform: { file: meta.file, sha256: meta.sha256 },
     summary: summarize(plan),
     connections: meta.hosts,
+    ...(meta.consulServers?.length ? { consul_servers: meta.consulServers } : {}),
     hosts: plan.hosts,
   };
 }

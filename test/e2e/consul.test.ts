@@ -121,8 +121,11 @@ describe('consul on a real lab', () => {
   it('forms a 3-server cluster with 2 clients from bare hosts', async () => {
     const r = await rtctl(['apply', '--auto-approve']);
     expect(r.code, r.all).toBe(0);
-    const st = await rtctl(['status', '--json']);
-    expect(st.code, st.all).toBe(0);
+    // New checks start critical until their first pass: wait for a healthy status.
+    const st = await until('a healthy status', async () => {
+      const r = await rtctl(['status', '--json']);
+      return r.code === 0 ? r : undefined;
+    });
     const s = JSON.parse(st.out);
     expect(s.leader).toMatch(/^h[123]$/);
     expect(s.members.map((m: { node: string; status: string; type: string }) => `${m.node} ${m.type} ${m.status}`).sort()).toEqual([
@@ -191,15 +194,34 @@ describe('consul on a real lab', () => {
   it('keeps a leader when a server stops, and status shows the loss', async () => {
     await ssh(lab, 'h2', 'sudo systemctl stop consul');
     try {
-      const st = await until('h2 failed in status', async () => {
+      // If h2 was the leader, the other two elect a new one within seconds.
+      const st = await until('h2 failed and a leader in status', async () => {
         const r = await rtctl(['status']);
-        return /h2\s+\S+\s+server\s+(failed|left)/.test(r.out) ? r : undefined;
+        return /h2\s+\S+\s+server\s+(failed|left)/.test(r.out) && /leader h[13]/.test(r.out) ? r : undefined;
       });
       expect(st.code).toBe(2);
       expect(st.out).toMatch(/leader h[13]/);
     } finally {
       await ssh(lab, 'h2', 'sudo systemctl start consul');
     }
+  });
+
+  it('takes the apply lock in Consul: an apply from another machine is refused, naming it', async () => {
+    // Another machine's apply, as rtctl takes it: a session holding rtctl/apply-lock.
+    const hold = await ssh(lab, 'h2', `sudo sh -c 'tok=$(cat /etc/consul.d/management.token); sid=$(curl -sf -H "X-Consul-Token: $tok" -X PUT -d "{\\"TTL\\":\\"60s\\",\\"Behavior\\":\\"delete\\"}" http://127.0.0.1:8500/v1/session/create | sed -n "s/.*\\"ID\\": *\\"\\([^\\"]*\\)\\".*/\\1/p"); curl -sf -H "X-Consul-Token: $tok" -X PUT -d "{\\"by\\":\\"ci@runner-7\\",\\"pid\\":4242,\\"since\\":\\"2026-12-04T10:00:00Z\\",\\"run\\":\\"ci000001\\"}" "http://127.0.0.1:8500/v1/kv/rtctl/apply-lock?acquire=$sid" >/dev/null; echo $sid'`);
+    const sid = hold.stdout.trim();
+    expect(sid).toMatch(/^[0-9a-f-]{36}$/);
+    try {
+      const r = await rtctl(['apply', '--auto-approve']);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('error: the platform is locked in Consul (rtctl/apply-lock) by ci@runner-7 (pid 4242, run ci000001) since 2026-12-04T10:00:00Z');
+    } finally {
+      await ssh(lab, 'h2', `sudo sh -c 'curl -sf -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" -X PUT http://127.0.0.1:8500/v1/session/destroy/${sid} >/dev/null'`);
+    }
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code, r.all).toBe(0);
+    // rtctl released its own lock when it finished.
+    expect((await ssh(lab, 'h1', `sudo sh -c 'curl -s -o /dev/null -w "%{http_code}" -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" http://127.0.0.1:8500/v1/kv/rtctl/apply-lock'`)).stdout).toBe('404');
   });
 
   it('rejects bad consul input at its line, contacting no host', async () => {
