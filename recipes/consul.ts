@@ -165,6 +165,9 @@ export function kvPairs(p: Platform): [string, string][] {
 const PATHS = 'export PATH=/opt/consul/current:$PATH';
 const withMgmt = (body: string) => `${PATHS} CONSUL_HTTP_TOKEN_FILE=${MGMT_FILE}\n${body}`;
 
+/** When a gate fails, the agent's own latest errors say why (a TLS or gossip-key mismatch, a refused token…). */
+const AGENT_ERRORS = `journalctl -u ${UNIT} -n 200 --no-pager -o cat 2>/dev/null | grep -E '\\[(ERROR|WARN)\\]' | tail -n 4 | cut -c1-240`;
+
 /** Leader elected and every server a voter (the management token is on the servers for this). */
 function clusterGate(n: number, acl: boolean): Gate {
   const list = acl ? withMgmt('consul operator raft list-peers') : `${PATHS}; consul operator raft list-peers`;
@@ -172,7 +175,7 @@ function clusterGate(n: number, acl: boolean): Gate {
     what: `a Consul leader and ${n} voters`,
     timeoutSec: 120,
     intervalSec: 2,
-    script: `out=$(${list} 2>&1) || { echo "$out"; exit 1; }; echo "$out"; echo "$out" | grep -qw leader && [ "$(echo "$out" | awk '$5=="true"' | wc -l)" -ge ${n} ]`,
+    script: `out=$(${list} 2>&1) || { echo "$out"; ${AGENT_ERRORS}; exit 1; }; echo "$out"; echo "$out" | grep -qw leader && [ "$(echo "$out" | awk '$5=="true"' | wc -l)" -ge ${n} ]`,
   };
 }
 
@@ -340,7 +343,7 @@ export const consul: Recipe = {
       // Servers start together the first time (bootstrap_expect), but are restarted one at a time.
       ...(isServer
         ? { serial: 'restarts' as const, gate: clusterGate(srv.length, acl) }
-        : { gate: { what: `${host.name} alive in consul members`, timeoutSec: 90, intervalSec: 2, script: `${PATHS}; consul members 2>&1 | awk '$1=="${host.name}" && $3=="alive" {ok=1} END {exit !ok}'` } }),
+        : { gate: { what: `${host.name} alive in consul members`, timeoutSec: 90, intervalSec: 2, script: `${PATHS}; consul members 2>&1 | awk '$1=="${host.name}" && $3=="alive" {ok=1} END {exit !ok}' || { ${AGENT_ERRORS}; exit 1; }` } }),
       content: `[Unit]
 Description=Consul agent (rtctl)
 Documentation=https://developer.hashicorp.com/consul/docs
