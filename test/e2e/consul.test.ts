@@ -27,7 +27,7 @@ const addr = (h: string) => lab.hosts.find((x) => x.name === h)!.address;
 
 /** A tiny service that serves the KV prefix file the watch writes, re-reading it on SIGHUP (no restart). */
 const KVDEMO = `#!/usr/bin/python3
-import base64, json, os, signal
+import base64, json, os, signal, socket
 from http.server import BaseHTTPRequestHandler, HTTPServer
 CFG = {}
 def load(*_):
@@ -40,19 +40,35 @@ signal.signal(signal.SIGHUP, load)
 load()
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"pid": os.getpid(), "config": CFG}).encode()
+        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "config": CFG}).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
 HTTPServer(("0.0.0.0", 8081), H).serve_forever()
 `;
 
-function platform(greeting: string): string {
+/** `lb`: HAProxy on h3 sending port 80 to the kvdemo instances it finds in Consul DNS; `extraApp`: h2 runs an instance too. */
+function platform(greeting: string, opts: { lb?: boolean; extraApp?: boolean } = {}): string {
+  const vip = `${lab.gateway.replace(/\.1$/, '.100')}/24`;
+  const lb = opts.lb
+    ? `loadbalancer:
+  hosts: [h2, h3]
+  vip: ${vip}
+  listeners:
+    - { name: kv, port: 80, to: kvdemo }
+gateway:
+  engine: haproxy
+  hosts: [h2, h3]
+  services:
+    kvdemo: { consul: kvdemo, health: { path: /, interval: 1s, fall: 2, rise: 2 } }
+  routes: []
+`
+    : '';
   const sha = createHash('sha256').update(readFileSync(CONSUL)).digest('hex');
   return `version: 1
 name: consul-e2e
 defaults: { user: deploy, become: true, key: ${lab.keyPath}, known_hosts: ${lab.knownHostsPath} }
 hosts:
-${lab.hosts.map((h, i) => `  - { name: ${h.name}, address: ${h.address}, labels: [${i < 3 ? 'consul-server' : 'app'}] }`).join('\n')}
+${lab.hosts.map((h, i) => `  - { name: ${h.name}, address: ${h.address}, labels: [${i < 3 ? 'consul-server' : 'app'}${opts.extraApp && h.name === 'h2' ? ', app' : ''}] }`).join('\n')}
 artifacts:
   consul: { path: ${CONSUL}, sha256: ${sha}, version: 1.8.7 }
 packages:
@@ -86,7 +102,7 @@ config:
   global: { log_level: info }
   services:
     kvdemo: { greeting: "${greeting}", token: "\${env:KVDEMO_SECRET}" }
-`;
+${lb}`;
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
@@ -222,6 +238,30 @@ describe('consul on a real lab', () => {
     expect(r.code, r.all).toBe(0);
     // rtctl released its own lock when it finished.
     expect((await ssh(lab, 'h1', `sudo sh -c 'curl -s -o /dev/null -w "%{http_code}" -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" http://127.0.0.1:8500/v1/kv/rtctl/apply-lock'`)).stdout).toBe('404');
+  });
+
+  it('HAProxy finds instances in Consul DNS, and a new instance needs no reload', async () => {
+    writeFileSync(join(work, 'platform.yaml'), platform('two', { lb: true }));
+    expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
+    const via = async () => JSON.parse(await (await fetch(`http://${addr('h3')}/`, { signal: AbortSignal.timeout(3000) })).text()) as { host: string };
+    const seen = async (n: number) => {
+      const hosts = new Set<string>();
+      for (let i = 0; i < n; i++) hosts.add((await via().catch(() => ({ host: 'error' }))).host);
+      return hosts;
+    };
+    await until('h4 and h5 behind HAProxy', async () => ((await seen(10)).has('h5') ? true : undefined));
+    expect([...(await seen(10))].sort()).toEqual(['h4', 'h5']);
+    const worker = async () => (await ssh(lab, 'h3', 'pgrep -P "$(systemctl show -p MainPID --value haproxy)" haproxy')).stdout.trim();
+    const before = await worker();
+    expect(before).toMatch(/^\d+$/);
+
+    writeFileSync(join(work, 'platform.yaml'), platform('two', { lb: true, extraApp: true }));
+    const plan = await rtctl(['plan']);
+    expect(plan.out).toContain('+ file:/etc/consul.d/service-kvdemo-8081.json');
+    expect(plan.out).not.toContain('haproxy');
+    expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
+    await until('h2 behind HAProxy', async () => ((await seen(10)).has('h2') ? true : undefined));
+    expect(await worker()).toBe(before);
   });
 
   it('rejects bad consul input at its line, contacting no host', async () => {
