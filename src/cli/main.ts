@@ -60,6 +60,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
     .action(async (opts) => (await import('./status.js')).statusCommand({ parallel: 1, ...opts }));
 
+  const db = program.command('db').description('the PostgreSQL cluster (the `database` section)');
+  db.command('status')
+    .description('roles (read from the hosts), timelines, replication state and lag in bytes and seconds')
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (opts) => (await import('./db.js')).dbStatusCommand(opts));
+
   program
     .command('unlock')
     .description('remove a stale apply lock from hosts')

@@ -93,6 +93,9 @@ function checkSchema(raw: unknown): Problem[] {
     } else if (/^Expected (string|integer|number|boolean|array|object)$/.test(e.message)) {
       const want = e.message.slice('Expected '.length).replace('array', 'a list').replace('object', 'a mapping');
       message = `must be ${want === 'integer' ? 'an integer' : want.startsWith('a ') ? want : `a ${want}`}, not ${describe(e.value)}`;
+    } else if (schema.errorMessage) {
+      // e.g. a union (a count or a percentage) whose own message says what is accepted.
+      message = `${JSON.stringify(e.value)} ${schema.errorMessage}`;
     } else {
       message = e.message.charAt(0).toLowerCase() + e.message.slice(1);
     }

@@ -1,0 +1,163 @@
+/**
+ * PostgreSQL on a 3-host lab (`pg`): h1 primary, h2-h3 synchronous replicas, from bare hosts. Streaming verified
+ * from both ends, a row replicated, settings drift planned as restart vs reload with replicas first, an
+ * interrupted base backup redone cleanly, and a second plan with no changes. The tests share the lab, in order.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+
+const LAB = 'pg';
+const ROOT = resolve(import.meta.dirname, '../..');
+const RTCTL = join(ROOT, 'bin/rtctl');
+let lab: LabInfo;
+let work: string;
+
+async function rtctl(args: string[]) {
+  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 600_000 });
+  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
+}
+
+/** `rtctl db status --json` (through the command module: main.ts wiring is the lead's). */
+async function dbStatus(): Promise<{ hosts: { host: string; role: string; timeline: number; replicas: { name: string; state: string; syncState: string }[] }[] }> {
+  const code = `import(${JSON.stringify(join(ROOT, 'dist/src/cli/db.js'))}).then((m) => m.dbStatusCommand({ file: 'platform.yaml', json: true }))`;
+  const r = await execa(process.execPath, ['-e', code], { cwd: work, reject: false });
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+const sql = async (host: string, q: string) => (await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -A -t -d postgres -c "${q}"`)).stdout.trim();
+
+function writePlatform(settings = 'shared_buffers: 64MB\n    work_mem: 8MB') {
+  const p = lab.gateway.replace(/\.1$/, '.');
+  writeFileSync(join(work, 'platform.yaml'), `version: 1
+name: pg
+defaults:
+  user: deploy
+  become: true
+  key: ${lab.dir}/id_ed25519
+  known_hosts: ${lab.dir}/known_hosts
+hosts:
+  - { name: h1, address: ${p}11 }
+  - { name: h2, address: ${p}12 }
+  - { name: h3, address: ${p}13 }
+database:
+  primary: h1
+  replicas: [h2, h3]
+  replication: { mode: sync, standbys: 1 }
+  settings:
+    ${settings}
+  roles:
+    - { name: app, password: "\${file:.rtctl/secrets/app.password}" }
+  databases:
+    - { name: app, owner: app }
+  access:
+    - { database: app, user: app, from: ${p}0/24 }
+`);
+}
+
+beforeAll(async () => {
+  lab = await withLab(LAB, 3);
+  work = mkdtempSync(join(tmpdir(), 'rtctl-e2e-pg-'));
+  mkdirSync(join(work, '.rtctl/secrets'), { recursive: true });
+  writeFileSync(join(work, '.rtctl/secrets/app.password'), `app-${Math.random().toString(36).slice(2)}`, { mode: 0o600 });
+  writePlatform();
+}, 120_000);
+
+afterAll(async () => {
+  await teardownLab(LAB);
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('postgres on a real lab', () => {
+  it('refuses a replica that is also the primary, at its line, without touching a host', async () => {
+    writeFileSync(join(work, 'bad.yaml'), `version: 1\nhosts:\n  - { name: h1, address: 198.18.1.11 }\ndatabase:\n  primary: h1\n  replicas: [h1]\n`);
+    const r = await rtctl(['validate', '-f', 'bad.yaml']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`bad.yaml:6:14: database/replicas/0: "h1" is the primary; a host can't also be one of its replicas`);
+    expect(r.err).not.toContain('    at ');
+  });
+
+  it('bootstraps a primary and two streaming replicas from bare hosts', async () => {
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code, r.all).toBe(0);
+    // The streaming gate ran on each replica before it was called done.
+    expect(r.out).toContain('h2 ~ exec:postgres-replica: wait for h2 streaming from the primary');
+    expect(r.out).toContain('h3 ~ exec:postgres-replica: wait for h3 streaming from the primary');
+    const st = await dbStatus();
+    expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'primary'], ['h2', 'replica'], ['h3', 'replica']]);
+    expect(st.hosts[0]!.replicas.map((x) => [x.name, x.state, x.syncState])).toEqual([['h2', 'streaming', 'quorum'], ['h3', 'streaming', 'quorum']]);
+    for (const h of ['h2', 'h3']) expect(await sql(h, 'select status from pg_stat_wal_receiver')).toBe('streaming');
+  }, 400_000);
+
+  it('replicates a row written on the primary to both replicas (synchronous commit)', async () => {
+    await sql('h1', "create table drill_rows(id int primary key, v text); insert into drill_rows values (1, 'hello')");
+    for (const h of ['h2', 'h3']) expect(await sql(h, 'select v from drill_rows where id = 1')).toBe('hello');
+    expect(await sql('h1', 'show synchronous_standby_names')).toBe('ANY 1 ("h1", "h2", "h3")');
+  });
+
+  it('has checksums, TLS, scram, no password in clear, .pgpass 0600', async () => {
+    for (const h of ['h1', 'h2', 'h3']) {
+      expect((await ssh(lab, h, 'sudo /usr/lib/postgresql/15/bin/pg_controldata /var/lib/postgresql/15/main | grep "checksum version"')).stdout).toMatch(/version:\s+1$/);
+      expect((await ssh(lab, h, 'sudo stat -c "%a %U" /var/lib/postgresql/.pgpass')).stdout.trim()).toBe('600 postgres');
+      expect((await ssh(lab, h, 'sudo grep -rl "password=" /etc/postgresql /var/lib/postgresql/15/main/postgresql.auto.conf; echo rc=$?')).stdout.trim()).toBe('rc=1');
+    }
+    expect(await sql('h1', "select string_agg(distinct ssl::text, ',') from pg_stat_ssl join pg_stat_replication using (pid)")).toBe('true');
+    expect(await sql('h1', "select count(*) from pg_authid where rolpassword is not null and rolpassword not like 'SCRAM-SHA-256$%'")).toBe('0');
+    // The app role logs in over TLS with its secret, from a replica host, to the primary.
+    const pw = (await import('node:fs')).readFileSync(join(work, '.rtctl/secrets/app.password'), 'utf8');
+    const addr = lab.hosts.find((h) => h.name === 'h1')!.address;
+    const r = await ssh(lab, 'h2', `PGPASSWORD='${pw}' psql -X -A -t "host=${addr} user=app dbname=app sslmode=require" -c 'select current_user'`);
+    expect(r.stdout.trim(), r.stderr).toBe('app');
+  });
+
+  it('plans no changes on a second run', async () => {
+    const r = await rtctl(['plan', '--detailed-exitcode']);
+    expect(r.code, r.all).toBe(0);
+    expect(r.out).toContain('No changes. 3 hosts are in sync.');
+  });
+
+  it('plans a postmaster setting as a restart and a user setting as a reload, replicas before the primary', async () => {
+    writePlatform('shared_buffers: 96MB\n    work_mem: 16MB');
+    const plan = await rtctl(['plan']);
+    expect(plan.out).toContain('~ exec:postgres-config-primary  apply settings on the primary (after the replicas); restart (postmaster context): shared_buffers; reload: work_mem');
+    expect(plan.out).toContain('~ exec:postgres-config-replica  apply settings on a replica (before the primary); restart (postmaster context): shared_buffers; reload: work_mem');
+    const started = async (h: string) => new Date(await sql(h, 'select pg_postmaster_start_time()')).getTime();
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code, r.all).toBe(0);
+    expect(await sql('h1', 'show shared_buffers')).toBe('96MB');
+    expect(await sql('h3', 'show work_mem')).toBe('16MB');
+    const [t1, t2, t3] = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    expect(t1!).toBeGreaterThan(t2!);
+    expect(t1!).toBeGreaterThan(t3!);
+    writePlatform('shared_buffers: 96MB\n    work_mem: 32MB');
+    const reload = await rtctl(['plan']);
+    expect(reload.out).toContain('reload: work_mem');
+    expect(reload.out).not.toContain('restart (postmaster context)');
+    expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
+    expect(await started('h1')).toBe(t1);
+    expect(await sql('h1', 'show work_mem')).toBe('32MB');
+    expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
+  }, 300_000);
+
+  it('starts an interrupted base backup again, cleanly, on the next apply', async () => {
+    // What a killed pg_basebackup leaves: the marker, the server stopped, a half-filled data dir.
+    await ssh(lab, 'h3', 'sudo systemctl stop postgresql@15-main && sudo mkdir -p /var/lib/rtctl/postgres && sudo touch /var/lib/rtctl/postgres/basebackup-started && sudo rm -rf /var/lib/postgresql/15/main/base /var/lib/postgresql/15/main/standby.signal');
+    const plan = await rtctl(['plan']);
+    expect(plan.out).toMatch(/h3[\s\S]*exec:postgres-replica/);
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code, r.all).toBe(0);
+    expect(await sql('h3', 'select v from drill_rows where id = 1')).toBe('hello');
+    expect(await sql('h3', 'select status from pg_stat_wal_receiver')).toBe('streaming');
+    expect((await ssh(lab, 'h3', 'test -e /var/lib/rtctl/postgres/basebackup-started; echo $?')).stdout.trim()).toBe('1');
+    expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
+  }, 300_000);
+
+  it('keeps generated secrets on the operator side, 0600', () => {
+    expect((statSync(join(work, '.rtctl/secrets/postgres/replicator.password')).mode & 0o777).toString(8)).toBe('600');
+    expect((statSync(join(work, '.rtctl/secrets/postgres/ca.pem')).mode & 0o777).toString(8)).toBe('600');
+  });
+});
