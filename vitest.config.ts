@@ -4,7 +4,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      // The unit tier includes I/O tests (a real sshd on loopback, the built CLI): generous time-outs keep them
+      // stable on a loaded 2-core machine; they finish in well under a second each when it is quiet.
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 30_000, hookTimeout: 30_000 } },
       {
         test: {
           name: 'e2e',
