@@ -24,11 +24,12 @@ const inflight = new Map<string, Promise<string>>();
 
 /** Local path of the verified artifact, fetching it into the cache on first use. */
 export function ensureArtifact(source: string, sha256: string): Promise<string> {
-  let p = inflight.get(sha256);
+  const key = `${sha256} ${source}`;
+  let p = inflight.get(key);
   if (!p) {
     p = fetchIntoCache(source, sha256);
-    inflight.set(sha256, p);
-    p.catch(() => inflight.delete(sha256));
+    inflight.set(key, p);
+    p.catch(() => inflight.delete(key));
   }
   return p;
 }
@@ -36,6 +37,14 @@ export function ensureArtifact(source: string, sha256: string): Promise<string> 
 async function fetchIntoCache(source: string, sha256: string): Promise<string> {
   const dir = cacheDir();
   const dest = join(dir, sha256);
+  // A local file is checked on every run (cheap), so a wrong sha256 can't pick up another cached artifact.
+  if (!/^https?:\/\//.test(source)) {
+    const local = source.startsWith('file://') ? fileURLToPath(source) : source;
+    const got = await fileSha256(local).catch((err: NodeJS.ErrnoException) => {
+      throw new ApplyError(`artifact ${source}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+    if (got !== sha256) throw new ApplyError(`artifact ${source}: checksum mismatch (expected ${sha256}, got ${got})`);
+  }
   if (existsSync(dest) && (await fileSha256(dest)) === sha256) return dest;
   await mkdir(dir, { recursive: true });
   const tmp = `${dest}.${process.pid}.tmp`;

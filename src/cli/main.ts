@@ -60,6 +60,19 @@ export async function main(argv: string[]): Promise<void> {
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
     .action(async (opts) => (await import('./status.js')).statusCommand({ parallel: 1, ...opts }));
 
+  for (const [name, what] of [['rollback', 'roll SERVICE back to its previous release, batch by batch, behind the same health gates'], ['restart', 'rolling restart of SERVICE with no change, behind the same health gates']] as const) {
+    program
+      .command(name)
+      .description(what)
+      .argument('<service>', 'a service from the `services` section')
+      .option('-f, --file <path>', 'platform file', 'platform.yaml')
+      .option('--parallel <n>', 'hosts worked on at once', (v) => Number.parseInt(v, 10), 20)
+      .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+      .option('--auto-approve', 'do not ask for confirmation (CI)')
+      .option('--json', 'print the result as JSON')
+      .action(async (service, opts) => (await import('./service.js'))[name === 'rollback' ? 'rollbackCommand' : 'restartCommand'](service, opts));
+  }
+
   const db = program.command('db').description('the PostgreSQL cluster (the `database` section)');
   db.command('status')
     .description('roles (read from the hosts), timelines, replication state and lag in bytes and seconds')

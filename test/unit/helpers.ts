@@ -5,6 +5,7 @@ import type { Platform } from '../../src/model/platform.js';
 import type { RawFact } from '../../src/resources/types.js';
 import type { SecretSource } from '../../src/secrets.js';
 import { createHash } from 'node:crypto';
+import { ValidationError } from '../../src/errors.js';
 
 export const noSecrets: SecretSource = { env: () => undefined, file: () => undefined };
 export const fakeSecrets = (values: Record<string, string>): SecretSource => ({
@@ -27,3 +28,14 @@ export function facts(host: string, resources: Record<string, RawFact> = {}, man
 
 export const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 export const plainCtx = { contentSha256: sha };
+
+/** Validation problems of a platform text as `LINE:COL: path: message` (empty when it is valid). */
+export function problemsOf(yaml: string, secrets: SecretSource = noSecrets): string[] {
+  try {
+    platformFrom(yaml, secrets);
+  } catch (e) {
+    if (e instanceof ValidationError) return e.diagnostics.map((d) => `${d.line}:${d.col}: ${d.message}`);
+    throw e;
+  }
+  return [];
+}

@@ -51,4 +51,11 @@ describe('ensureArtifact', () => {
     writeFileSync(f, 'local\n');
     expect(readFileSync(await ensureArtifact(f, sha('local\n')), 'utf8')).toBe('local\n');
   });
+
+  it('checks a local file against its sha256 even when another file with that checksum is cached', async () => {
+    const { ensureArtifact } = await import('../../../src/apply/artifacts.js');
+    const other = join(dir, 'other');
+    writeFileSync(other, 'something else\n');
+    await expect(ensureArtifact(other, sha(body))).rejects.toThrow(`artifact ${other}: checksum mismatch (expected ${sha(body)}, got ${sha('something else\n')})`);
+  });
 });
