@@ -16,14 +16,49 @@ export interface ApplyFlags extends PlanFlags {
   autoApprove?: boolean;
 }
 
+/**
+ * Ctrl-C (or SIGTERM) from the first moment of an apply: before any change it ends the run cleanly (locks
+ * released, exit 130); during the changes it stops new ones from starting. A second one exits at once.
+ */
+let interrupted = false;
+function onSignal(): void {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  process.stderr.write('\nInterrupted: finishing the steps in progress, starting no new ones (Ctrl-C again to abort now).\n');
+}
+export function trapSignals(): () => void {
+  interrupted = false;
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+function stopIfInterrupted(): void {
+  if (!interrupted) return;
+  process.stderr.write('Interrupted before any change: nothing was changed.\n');
+  throw new ExitError(130);
+}
+
 export async function applyCommand(planfile: string | undefined, flags: ApplyFlags): Promise<void> {
-  if (planfile) return applySaved(planfile, flags);
+  const untrap = trapSignals();
+  try {
+    await (planfile ? applySaved(planfile, flags) : applyCurrent(flags));
+  } finally {
+    untrap();
+  }
+}
+
+async function applyCurrent(flags: ApplyFlags): Promise<void> {
   const { platform, plan, session } = await makePlan(flags, true);
   try {
+    stopIfInterrupted();
     const out = session.redactor.redact(renderPlan(plan));
     if (!flags.json) process.stdout.write(`${out}\n`);
     if (!hasChanges(plan)) return;
     if (!flags.autoApprove) await confirm();
+    stopIfInterrupted();
     const saved = savedPlan(platform, plan);
     const result = await execute(plan, session, platform.dir, saved.id, flags);
     finish(result, plan, flags);
@@ -75,14 +110,6 @@ export async function confirm(): Promise<void> {
 }
 
 export async function execute(plan: Plan, session: Session, dir: string, planId: string, flags: ApplyFlags, facts?: Awaited<ReturnType<Session['gather']>>): Promise<ApplyResult> {
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    process.stderr.write('\nInterrupted: finishing the steps in progress, starting no new ones (Ctrl-C again to abort now).\n');
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
   const reporter = createReporter(plan, session.redactor, !!flags.json);
   try {
     return await applyPlan(plan, {
@@ -98,8 +125,6 @@ export async function execute(plan: Plan, session: Session, dir: string, planId:
     });
   } finally {
     await reporter.close();
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
   }
 }
 

@@ -13,7 +13,7 @@ import { processSecretSource } from '../secrets.js';
 import { desiredResources } from '../../recipes/index.js';
 import { instanceExecName, instancesOf, rolloutOverrides } from '../../recipes/services.js';
 import { ensureGenerated } from '../apply/generated.js';
-import { confirm, execute, finish } from './apply.js';
+import { confirm, execute, finish, trapSignals } from './apply.js';
 import { savedPlan } from './plan.js';
 import { diffContext, Session } from './session.js';
 
@@ -51,6 +51,7 @@ async function rolling(service: string, mode: 'rollback' | 'restart', opts: Serv
   const instances = instancesOf(platform, svc);
   const secrets = processSecretSource(platform.dir);
   const session = new Session(platform.hosts.filter((h) => instances.some((i) => i.host.name === h.name)), { parallel: opts.parallel, acceptNewHostKeys: opts.acceptNewHostKeys, secrets });
+  const untrap = trapSignals();
   try {
     await session.open();
     const facts = await session.gather(desired, true);
@@ -68,6 +69,7 @@ async function rolling(service: string, mode: 'rollback' | 'restart', opts: Serv
       process.stdout.write(`\nNote: platform.yaml still says ${svc.name} ${platform.artifacts[svc.artifact]?.version ?? ''}; the next \`rtctl apply\` rolls forward to it again unless you change it.\n`);
     }
   } finally {
+    untrap();
     await session.close();
   }
 }

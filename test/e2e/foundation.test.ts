@@ -221,7 +221,15 @@ describe('foundation on a real lab', () => {
   it('an interrupted apply leaves no half-written file, and the next apply completes it', async () => {
     writePlatform((s) => s.replace('    notify: [hello.service]\n    hosts: [app]', '    notify: [hello.service]\n    check: "sleep 4; test -s {}"\n    hosts: [app]').replace('HELLO_GREETING=hello from rtctl', 'HELLO_GREETING=interrupted'), 'int.yaml');
     const run = execa(RTCTL, ['apply', '-f', 'int.yaml', '--auto-approve', '--parallel', '1'], { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore' });
-    await new Promise((r) => setTimeout(r, 2500));
+    // Interrupt while the first host's slow file check runs (its step line is printed when it starts).
+    await new Promise<void>((resolve) => {
+      let seen = '';
+      run.stdout?.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (seen.includes('write /etc/hello/hello.env')) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 500));
     run.kill('SIGINT');
     const r = await run;
     expect(r.exitCode).toBe(130);
