@@ -80,6 +80,39 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'machine-readable')
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
     .action(async (opts) => (await import('./db.js')).dbStatusCommand(opts));
+  db.command('switchover')
+    .description('planned role change, no data loss: stop the primary cleanly, promote HOST once it has replayed everything, re-point the others')
+    .requiredOption('--to <host>', 'the replica to promote')
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (opts) => (await import('./db.js')).dbSwitchoverCommand(opts.to, opts));
+  db.command('failover')
+    .description('the primary is lost: fence it, promote HOST, re-point the other replicas and create their slots')
+    .requiredOption('--to <host>', 'the replica to promote')
+    .option('--force', 'promote HOST even when it is far behind the best replica (loses those writes)')
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (opts) => (await import('./db.js')).dbFailoverCommand(opts.to, opts));
+  db.command('rejoin')
+    .description('an old (fenced) primary becomes a replica of the current primary, with pg_rewind')
+    .argument('<host>', 'the host to rejoin')
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (host, opts) => (await import('./db.js')).dbRejoinCommand(host, opts));
+  program
+    .command('drill')
+    .description('scripted disaster-recovery drills')
+    .command('db-failover')
+    .description('write continuously, kill -9 the primary, fail over; report RTO and RPO (exit 2 when over a threshold)')
+    .requiredOption('--rto-max <seconds>', 'maximum RTO in seconds', Number.parseFloat)
+    .requiredOption('--rpo-max <rows>', 'maximum acknowledged rows lost', (v) => Number.parseInt(v, 10))
+    .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--json', 'machine-readable')
+    .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
+    .action(async (opts) => (await import('./drill.js')).drillDbFailoverCommand(opts));
 
   program
     .command('unlock')

@@ -156,6 +156,82 @@ describe('postgres on a real lab', () => {
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
   }, 300_000);
 
+  /** Inserts ids into sw_rows on HOST, one at a time, until `until` resolves; returns the ids acknowledged. */
+  async function writeDuring(host: string, from: number, until: Promise<unknown>): Promise<number[]> {
+    let done = false;
+    void until.finally(() => { done = true; });
+    const acked: number[] = [];
+    for (let id = from; !done; id++) {
+      const r = await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "insert into sw_rows values (${id})"`, { timeoutMs: 10_000 });
+      if (r.exitCode === 0) acked.push(id);
+      else await new Promise((res) => setTimeout(res, 100));
+    }
+    return acked;
+  }
+
+  it('switches over to h2 and back to h1 with no lost writes', async () => {
+    await sql('h1', 'create table sw_rows(id int primary key); insert into sw_rows select generate_series(1, 100)');
+    const sw1 = rtctl(['db', 'switchover', '--to', 'h2']);
+    const acked1 = await writeDuring('h1', 1001, sw1);
+    const r1 = await sw1;
+    expect(r1.code, r1.all).toBe(0);
+    // A clean switchover: the old primary follows the new timeline without pg_rewind.
+    expect(r1.err).not.toContain('pg_rewind');
+    let st = await dbStatus();
+    expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'replica'], ['h2', 'primary'], ['h3', 'replica']]);
+    expect(st.hosts[1]!.replicas.map((x) => [x.name, x.state])).toEqual([['h1', 'streaming'], ['h3', 'streaming']]);
+    expect(st.hosts[1]!.timeline).toBeGreaterThanOrEqual(2);
+    expect(acked1.length).toBeGreaterThan(0);
+    expect(await sql('h2', `select count(*) from sw_rows where id = any('{${acked1.join(',')}}')`)).toBe(String(acked1.length));
+    await sql('h2', 'insert into sw_rows select generate_series(101, 200)');
+
+    const sw2 = rtctl(['db', 'switchover', '--to', 'h1']);
+    const acked2 = await writeDuring('h2', 2001, sw2);
+    const r2 = await sw2;
+    expect(r2.code, r2.all).toBe(0);
+    expect(r2.err).not.toContain('pg_rewind');
+    st = await dbStatus();
+    expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'primary'], ['h2', 'replica'], ['h3', 'replica']]);
+    expect(st.hosts[0]!.replicas.map((x) => [x.name, x.state])).toEqual([['h2', 'streaming'], ['h3', 'streaming']]);
+    const all = [...acked1, ...acked2];
+    await sql('h1', 'insert into sw_rows values (3001)');
+    for (const h of ['h1', 'h2', 'h3']) {
+      expect(await sql(h, 'select count(*) from sw_rows where id <= 200')).toBe('200');
+      expect(await sql(h, `select count(*) from sw_rows where id = any('{${all.join(',')}}')`)).toBe(String(all.length));
+    }
+    // Switching to the current primary is refused; a non-database host too.
+    expect((await rtctl(['db', 'switchover', '--to', 'h1'])).err).toContain('h1 is already the primary');
+  }, 300_000);
+
+  it('runs the failover drill (RTO/RPO, RPO 0 in sync mode), then the old primary rejoins with pg_rewind', async () => {
+    const r = await rtctl(['drill', 'db-failover', '--rto-max', '60', '--rpo-max', '0', '--json']);
+    expect(r.code, r.all).toBe(0);
+    const d = JSON.parse(r.out) as { oldPrimary: string; newPrimary: string; acknowledged: number; rtoSeconds: number; rpoRows: number; passed: boolean };
+    console.log(`drill: ${d.oldPrimary} -> ${d.newPrimary}, ${d.acknowledged} rows acknowledged, RTO ${d.rtoSeconds} s, RPO ${d.rpoRows}`);
+    expect(d.oldPrimary).toBe('h1');
+    expect(['h2', 'h3']).toContain(d.newPrimary);
+    expect(d.rpoRows).toBe(0);
+    expect(d.rtoSeconds).toBeGreaterThan(0);
+    expect(d.passed).toBe(true);
+    // The old primary is fenced: its unit refuses to start.
+    expect((await ssh(lab, 'h1', 'sudo systemctl start postgresql@15-main; echo rc=$?')).stdout).not.toContain('rc=0');
+    expect((await ssh(lab, 'h1', 'sudo test -e /var/lib/rtctl/postgres/fenced; echo $?')).stdout.trim()).toBe('0');
+    const rj = await rtctl(['db', 'rejoin', 'h1']);
+    expect(rj.code, rj.all).toBe(0);
+    console.log(`rejoin: ${rj.err}`);
+    const st = await dbStatus();
+    const np = st.hosts.find((h) => h.host === d.newPrimary)!;
+    expect(st.hosts.find((h) => h.host === 'h1')!.role).toBe('replica');
+    expect(np.role).toBe('primary');
+    expect(np.replicas.map((x) => x.state)).toEqual(['streaming', 'streaming']);
+    expect(await sql('h1', 'select count(*) from rtctl_drill')).toBe(await sql(d.newPrimary, 'select count(*) from rtctl_drill'));
+  }, 300_000);
+
+  it('plans no changes after the role changes (the plan does not undo them)', async () => {
+    const r = await rtctl(['plan', '--detailed-exitcode']);
+    expect(r.code, r.all).toBe(0);
+  }, 120_000);
+
   it('keeps generated secrets on the operator side, 0600', () => {
     expect((statSync(join(work, '.rtctl/secrets/postgres/replicator.password')).mode & 0o777).toString(8)).toBe('600');
     expect((statSync(join(work, '.rtctl/secrets/postgres/ca.pem')).mode & 0o777).toString(8)).toBe('600');

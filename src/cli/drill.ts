@@ -1,0 +1,100 @@
+/**
+ * `rtctl drill db-failover`: the scripted DR drill. Writes continuously to the primary (one row per ~50 ms,
+ * counting commits acknowledged with synchronous_commit as configured), kills the primary's postmaster (kill -9),
+ * fails over to the best replica (fence, promote, re-point), and reports RTO (seconds from the kill until a write
+ * succeeds on the new primary) and RPO (acknowledged rows missing there). Exits 2 when a threshold is missed.
+ */
+import { ExitError, RtctlError } from '../errors.js';
+import { bestReplica, failover, prelude, probeAll } from '../db/switchover.js';
+import { collectStatus, openDb } from './db.js';
+import { renderStatus } from '../db/status.js';
+
+export interface DrillDbFailoverOptions {
+  file: string;
+  rtoMax: number;
+  rpoMax: number;
+  json?: boolean;
+  acceptNewHostKeys?: boolean;
+}
+
+const TABLE = 'rtctl_drill';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function drillDbFailoverCommand(opts: DrillDbFailoverOptions): Promise<void> {
+  const { platform, session, ctx } = await openDb(opts);
+  const log = (l: string) => process.stderr.write(`drill: ${l}\n`);
+  try {
+    const probes = await probeAll(ctx);
+    const prim = probes.filter((p) => p.role === 'primary');
+    if (prim.length !== 1) throw new RtctlError(`the drill needs exactly one running primary; found: ${probes.map((p) => `${p.host}=${p.role}`).join(', ')}`);
+    const old = prim[0]!.host;
+    if (!bestReplica(probes)) throw new RtctlError('the drill needs at least one streaming replica');
+    await ctx.run(old, `${prelude(ctx, old)}q 'drop table if exists ${TABLE}; create table ${TABLE}(id bigint primary key, at timestamptz not null default now())' >/dev/null; q 'select 1' >/dev/null; echo ok`, 30_000);
+
+    // The writer: one INSERT per ~50 ms through the SSH connection of whichever host it believes is the primary.
+    const acked: number[] = [];
+    let target = old;
+    let stop = false;
+    let firstAfter: number | null = null;
+    let killedAt: number | null = null;
+    const started = Date.now();
+    const writer = (async () => {
+      let id = 0;
+      while (!stop && Date.now() - started < 60_000) {
+        const t = Date.now();
+        id += 1;
+        const host = target;
+        try {
+          const r = await session.executors.get(host)!.run(['runuser', '-u', 'postgres', '--', 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', `insert into ${TABLE}(id) values (${id})`], { timeoutMs: 5_000 });
+          if (r.code === 0) {
+            acked.push(id);
+            if (killedAt !== null && firstAfter === null && Date.now() > killedAt) firstAfter = Date.now();
+          }
+        } catch {
+          // not acknowledged
+        }
+        const wait = 50 - (Date.now() - t);
+        if (wait > 0) await sleep(wait);
+      }
+    })();
+
+    // At least 3 s and 20 acknowledged rows of steady writing before the kill.
+    while ((acked.length < 20 || Date.now() - started < 3_000) && Date.now() - started < 20_000) await sleep(100);
+    if (acked.length === 0) {
+      stop = true;
+      await writer;
+      throw new RtctlError(`no write succeeded on ${old} before the kill`);
+    }
+    log(`${acked.length} rows acknowledged on ${old}; kill -9 its postmaster`);
+    killedAt = Date.now();
+    await ctx.run(old, `${prelude(ctx, old)}kill -9 "$(head -1 "$D/postmaster.pid")"; echo ok`, 15_000);
+    const after = await probeAll(ctx);
+    const to = bestReplica(after);
+    if (!to) throw new RtctlError('no streaming replica left to fail over to');
+    log(`fail over to ${to} (the replica with the most WAL received)`);
+    target = to;
+    await failover({ ...ctx, log: (l) => log(l) }, to, false);
+    const deadline = Date.now() + 30_000;
+    while (firstAfter === null && Date.now() < deadline) await sleep(50);
+    await sleep(2_000);
+    stop = true;
+    await writer;
+
+    const rto = firstAfter === null ? null : (firstAfter - killedAt) / 1000;
+    const found = Number(
+      (await ctx.run(to, `${prelude(ctx, to)}q "select count(*) from ${TABLE} where id = any('{${acked.join(',')}}'::bigint[])"`, 60_000)).trim(),
+    );
+    const rpo = acked.length - found;
+    const ok = rto !== null && rto <= opts.rtoMax && rpo <= opts.rpoMax;
+    const all = await collectStatus(session, platform);
+    const result = { drill: 'db-failover', oldPrimary: old, newPrimary: to, acknowledged: acked.length, rtoSeconds: rto, rpoRows: rpo, rtoMax: opts.rtoMax, rpoMax: opts.rpoMax, passed: ok, hosts: all };
+    if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      process.stdout.write(renderStatus(all));
+      process.stdout.write(`\nRTO ${rto === null ? 'none (no write succeeded)' : `${rto.toFixed(2)} s`} (max ${opts.rtoMax} s)\nRPO ${rpo} rows of ${acked.length} acknowledged (max ${opts.rpoMax})\n${ok ? 'PASS' : 'FAIL'}\n`);
+    }
+    if (!ok) throw new ExitError(2);
+  } finally {
+    await session.close();
+  }
+}
