@@ -65,7 +65,8 @@ describe('rtctl lab', () => {
 
   it('reaches every host as deploy with strict host-key checking', async () => {
     for (const h of info.hosts) {
-      const r = await ssh(info, h.name, 'id -un; hostname; systemctl is-system-running');
+      // is-system-running exits non-zero for "degraded" (accepted below), so only ssh's own failure counts.
+      const r = await ssh(info, h.name, 'id -un; hostname; systemctl is-system-running || true');
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stdout.split('\n').slice(0, 2)).toEqual(['deploy', h.name]);
       expect(['running', 'degraded']).toContain(r.stdout.split('\n')[2]);
