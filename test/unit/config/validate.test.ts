@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../src/errors.js';
 import { formatDiagnostics } from '../../../src/config/load.js';
-import { fakeSecrets, platformFrom } from '../helpers.js';
+import { fakeSecrets, platformFrom, problemsOf } from '../helpers.js';
 
-function problems(yaml: string, secrets = fakeSecrets({})): string[] {
-  try {
-    platformFrom(yaml, secrets);
-  } catch (e) {
-    if (e instanceof ValidationError) return e.diagnostics.map((d) => `${d.line}:${d.col}: ${d.message}`);
-    throw e;
-  }
-  return [];
-}
+const problems = problemsOf;
 
 const HOSTS = `version: 1
 hosts:

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { agentConfig, consul, kvPairs, servers } from '../../../recipes/consul.js';
-import { ValidationError } from '../../../src/errors.js';
-import { platformFrom } from '../helpers.js';
+import { platformFrom, problemsOf } from '../helpers.js';
 
 const SHA = 'a'.repeat(64);
 const yaml = (version: string, extra = '') => `version: 1
@@ -17,14 +16,7 @@ consul:
   servers: [srv]
 ${extra}`;
 
-function problems(src: string): string[] {
-  try {
-    platformFrom(src);
-    return [];
-  } catch (e) {
-    return (e as ValidationError).diagnostics.map((d) => `${d.line}:${d.col}: ${d.message}`);
-  }
-}
+const problems = (src: string) => problemsOf(src);
 
 describe('consul recipe', () => {
   it('renders 1.8 configuration with top-level TLS keys and acl.tokens.master', () => {
