@@ -14,6 +14,7 @@
  * - Servers first (stage 10, restarted one at a time with a leader-and-voters gate), then ACL tokens and KV
  *   (stage 11), then clients (stage 12), then what depends on a running agent (watches, stage 13).
  */
+import { createHash } from 'node:crypto';
 import type { Host, Platform } from '../src/model/platform.js';
 import { selectHosts } from '../src/model/platform.js';
 import type { ExecResource, Gate, Resource } from '../src/model/resources.js';
@@ -21,6 +22,7 @@ import { makeId } from '../src/model/resources.js';
 import type { ConfigDoc, ConsulDoc, ConsulServiceDoc } from '../src/model/sections/consul.js';
 import type { Problem } from '../src/config/validate.js';
 import { sh } from '../src/util/shell.js';
+import { dbMembers } from '../src/db/pgsh.js';
 import { caSecrets, leafSecrets } from './ca.js';
 import type { GeneratedSecret, Recipe } from './types.js';
 
@@ -81,6 +83,10 @@ export function agentConfig(p: Platform, host: Host): Record<string, unknown> {
     disable_update_check: true,
   };
   if (isServer) Object.assign(cfg, { server: true, bootstrap_expect: srv.length });
+  // Names outside .consul: forwarded to these (with dns_forwarding, every lookup on the host goes through Consul).
+  if (c.recursors?.length) cfg.recursors = c.recursors;
+  // The postgres role check is a script check (args); only checks from config files, never from the HTTP API.
+  if (dbMembers(p).some((m) => m.name === host.name)) cfg.enable_local_script_checks = true;
   if (c.ui) Object.assign(cfg, atLeast(v, 1, 9) ? { ui_config: { enabled: true } } : { ui: true });
   if (c.encrypt ?? true) cfg.encrypt = ref('gossip.key');
   if (tls) {
@@ -102,12 +108,12 @@ export function agentConfig(p: Platform, host: Host): Record<string, unknown> {
   return cfg;
 }
 
-/** Every service name that gets a token: config services, registered services, the services section's. */
+/** Every service name that gets a token: config services, registered services, the services section's, postgres. */
 export function serviceNames(p: Platform): string[] {
   const cfg = p.doc.config as ConfigDoc | undefined;
   const svc = (p.doc as { services?: unknown }).services;
   const fromServices = Array.isArray(svc) ? svc.map((s: { name?: string }) => s.name ?? '') : svc && typeof svc === 'object' ? Object.keys(svc) : [];
-  return [...new Set([...Object.keys(cfg?.services ?? {}), ...(consulDoc(p)?.register ?? []).map((r) => r.name), ...fromServices].filter(Boolean))].sort();
+  return [...new Set([...Object.keys(cfg?.services ?? {}), ...(consulDoc(p)?.register ?? []).map((r) => r.name), ...fromServices, ...(p.doc.database ? ['postgres'] : [])].filter(Boolean))].sort();
 }
 
 export interface ServiceRegistration {
@@ -117,7 +123,12 @@ export interface ServiceRegistration {
   port: number;
   tags?: string[];
   meta?: Record<string, string>;
-  check?: { http?: string; tcp?: boolean; interval?: string; timeout?: string };
+  /**
+   * http/tcp: checked on 127.0.0.1:<port>, deregistered after 30 min critical. args: a script the agent runs as
+   * the consul user (needs `enable_local_script_checks`, set on hosts that register one); never deregistered,
+   * since a critical script check is an expected state (a replica's `primary` instance).
+   */
+  check?: { http?: string; tcp?: boolean; args?: string[]; name?: string; interval?: string; timeout?: string };
 }
 
 /**
@@ -128,14 +139,15 @@ export interface ServiceRegistration {
 export function serviceDefinition(p: Platform, host: Host, reg: ServiceRegistration, stage: number = CONSUL_STAGE.after): Resource[] {
   const c = consulDoc(p);
   if (!c) return [];
-  const check = reg.check
+  const k = reg.check;
+  const check = k
     ? [{
         id: `${reg.id}-check`,
-        name: reg.check.http ? `HTTP ${reg.check.http}` : 'TCP',
-        ...(reg.check.http ? { http: `http://127.0.0.1:${reg.port}${reg.check.http}` } : { tcp: `127.0.0.1:${reg.port}` }),
-        interval: reg.check.interval ?? '5s',
-        timeout: reg.check.timeout ?? '2s',
-        deregister_critical_service_after: '30m',
+        name: k.name ?? (k.args ? 'script' : k.http ? `HTTP ${k.http}` : 'TCP'),
+        ...(k.args ? { args: k.args } : k.http ? { http: `http://127.0.0.1:${reg.port}${k.http}` } : { tcp: `127.0.0.1:${reg.port}` }),
+        interval: k.interval ?? '5s',
+        timeout: k.timeout ?? '2s',
+        ...(k.args ? {} : { deregister_critical_service_after: '30m' }),
       }]
     : [];
   const def = {
@@ -289,6 +301,48 @@ WantedBy=multi-user.target
   return out;
 }
 
+export const RESOLVED_DROPIN = '/etc/systemd/resolved.conf.d/rtctl-consul.conf';
+const RESOLVED_MARK = '/var/lib/rtctl/consul-dns.sha256';
+
+export function renderResolvedDropin(): string {
+  return `# Managed by rtctl (consul.dns_forwarding): *.consul is asked of the local Consul agent's DNS port.
+[Resolve]
+DNS=127.0.0.1:8600
+Domains=~consul
+DNSSEC=false
+`;
+}
+
+/**
+ * `consul.dns_forwarding`: every process on the host resolves *.consul (libpq, curl, a JVM…) through
+ * systemd-resolved, which routes the `consul` domain to the agent (Consul's documented resolved set-up). Debian's
+ * systemd-resolved package makes /etc/resolv.conf its stub (keeping the old file as /etc/.resolv.conf.systemd-resolved.bak).
+ * There is no checker for resolved.conf: the gate is a lookup of consul.service.consul through the system resolver.
+ */
+function dnsForwarding(c: ConsulDoc): Resource[] {
+  const o = { origin: { path: 'consul/dns_forwarding' }, stage: CONSUL_STAGE.after };
+  const dir = '/etc/systemd/resolved.conf.d';
+  const content = renderResolvedDropin();
+  const sum = createHash('sha256').update(content).digest('hex');
+  const lookup = 'getent hosts consul.service.consul >/dev/null';
+  return [
+    { type: 'directory', id: makeId('directory', dir), path: dir, owner: 'root', group: 'root', mode: '0755', ...o },
+    // Written before the package: a first install starts resolved with it.
+    { type: 'file', id: makeId('file', RESOLVED_DROPIN), path: RESOLVED_DROPIN, content, owner: 'root', group: 'root', mode: '0644', sensitive: false, ...o },
+    { type: 'package', id: makeId('package', 'systemd-resolved'), name: 'systemd-resolved', ...o },
+    {
+      type: 'exec', id: makeId('exec', 'consul-dns-forwarding'), name: 'consul-dns-forwarding', ...o,
+      description: 'systemd-resolved sends *.consul to the Consul agent',
+      probe: `systemctl is-active -q systemd-resolved || { echo "systemd-resolved not running"; exit 0; }
+[ "$(cat ${RESOLVED_MARK} 2>/dev/null)" = ${sum} ] || { echo "resolved not restarted with this configuration"; exit 0; }
+${lookup} && echo ok || echo "consul.service.consul does not resolve"`,
+      want: 'ok',
+      run: `set -e; systemctl restart systemd-resolved; mkdir -p /var/lib/rtctl; echo ${sum} > ${RESOLVED_MARK}`,
+      gate: { what: 'consul.service.consul resolves through the system resolver', timeoutSec: 30, intervalSec: 1, script: lookup },
+    },
+  ];
+}
+
 function registration(r: ConsulServiceDoc): ServiceRegistration {
   return { id: `${r.name}-${r.port}`, name: r.name, port: r.port, ...(r.tags ? { tags: r.tags } : {}), ...(r.meta ? { meta: r.meta } : {}), ...(r.check ? { check: r.check } : {}) };
 }
@@ -377,6 +431,7 @@ WantedBy=multi-user.target
       if (selectHosts(p.hosts, r.hosts).some((h) => h.name === host.name)) res.push(...serviceDefinition(p, host, registration(r)));
     }
     res.push(...watchResources(p, host));
+    if (c.dns_forwarding) res.push(...dnsForwarding(c));
     return res;
   },
 

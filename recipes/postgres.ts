@@ -25,6 +25,7 @@ import {
 } from '../src/db/pgsh.js';
 import type { DatabaseDoc } from '../src/model/sections/database.js';
 import { caSecrets, leafSecrets } from './ca.js';
+import { serviceDefinition, type ServiceRegistration } from './consul.js';
 import { hint } from '../src/config/rules.js';
 import type { GeneratedSecret, Recipe } from './types.js';
 
@@ -34,7 +35,8 @@ export const HBA_FILE = `${CONF_DIR}/pg_hba.conf`;
 export const FENCE_SCRIPT = '/usr/local/sbin/rtctl-pg-fence';
 export const FENCE_DROPIN_DIR = `/etc/systemd/system/${UNIT}.service.d`;
 export const FENCE_DROPIN = `${FENCE_DROPIN_DIR}/rtctl-fence.conf`;
-export const CONSUL_SERVICE_FILE = '/etc/consul.d/postgres.json';
+/** The database role the Consul agent's role check logs in as (peer authentication, no password, no privileges). */
+export const CHECK_ROLE = 'consul';
 export const ROLE_CHECK_SCRIPT = '/usr/local/sbin/rtctl-pg-role';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -92,6 +94,7 @@ export function renderHba(p: Platform): string {
     '# Managed by rtctl from platform.yaml (database.access); local edits are overwritten.',
     '# TYPE    DATABASE     USER         ADDRESS            METHOD',
     'local     all          postgres                        peer',
+    ...(p.doc.consul !== undefined ? [`local     postgres     ${CHECK_ROLE.padEnd(12)}                    peer`] : []),
     'local     all          all                             scram-sha-256',
     'hostssl   all          all          127.0.0.1/32       scram-sha-256',
   ];
@@ -139,26 +142,25 @@ const fenceDropin = `# Managed by rtctl: an old primary must not come back as a 
 ExecStartPre=${FENCE_SCRIPT}
 `;
 
-/** For the Consul health checks: exit 0 when this host has ROLE (primary | replica) now. */
+/** For the Consul health checks (run by the agent as the consul user): exit 0 when this host has ROLE (primary | replica) now. */
 export function renderRoleCheck(port: number): string {
   return `#!/bin/sh
 # Managed by rtctl: Consul check for the postgres service; exit 0 = this host is the ROLE given as $1.
-r=$(runuser -u postgres -- psql -X -q -A -t -p ${port} -d postgres -c 'select pg_is_in_recovery()' 2>/dev/null)
+r=$(psql -X -q -A -t -p ${port} -U ${CHECK_ROLE} -d postgres -c 'select pg_is_in_recovery()' 2>/dev/null)
 case "$1:$r" in primary:f|replica:t) echo "$1"; exit 0 ;; *) echo "not $1 (in recovery: \${r:-down})"; exit 2 ;; esac
 `;
 }
 
-/** Two Consul service instances per host; only the one matching the host's role now passes its check. */
-export function renderConsulService(host: Host, port: number): string {
-  const svc = (role: 'primary' | 'replica') => ({
+/** Two Consul service instances per host (`primary.postgres` and `replica.postgres`); only the one matching the host's role now passes its check. */
+export function consulRegistrations(host: Host, port: number): ServiceRegistration[] {
+  return (['primary', 'replica'] as const).map((role) => ({
     id: `postgres-${role}`,
     name: 'postgres',
-    tags: [role],
     port,
+    tags: [role],
     meta: { host: host.name },
-    checks: [{ id: `postgres-${role}-role`, name: `postgres is ${role}`, args: [ROLE_CHECK_SCRIPT, role], interval: '2s', timeout: '2s' }],
-  });
-  return `${JSON.stringify({ services: [svc('primary'), svc('replica')] }, null, 2)}\n`;
+    check: { args: [ROLE_CHECK_SCRIPT, role], name: `postgres is ${role}`, interval: '2s', timeout: '2s' },
+  }));
 }
 
 /** Settings that will change: the desired file vs the one on the host, each classified by pg_settings.context. */
@@ -294,14 +296,7 @@ systemctl start ${UNIT}`,
     }));
     if (p.doc.consul !== undefined) {
       out.push({ type: 'file', id: makeId('file', ROLE_CHECK_SCRIPT), path: ROLE_CHECK_SCRIPT, content: renderRoleCheck(port), owner: 'root', group: 'root', mode: '0755', sensitive: false, stage: S.config, origin });
-      out.push({ type: 'file', id: makeId('file', CONSUL_SERVICE_FILE), path: CONSUL_SERVICE_FILE, content: renderConsulService(host, port), owner: 'root', group: 'root', mode: '0644', sensitive: false, stage: S.config, origin });
-      out.push(exec('postgres-consul-registered', S.config, {
-        description: 'Consul knows the postgres service',
-        // The probe runs before the file is written: a differing file means Consul must reload after it.
-        probe: `[ "$(sha256sum < ${CONSUL_SERVICE_FILE} 2>/dev/null | cut -c1-64)" = ${sha256(renderConsulService(host, port))} ] && echo ok || echo "service definition changed"`,
-        want: 'ok',
-        run: 'consul reload',
-      }));
+      for (const reg of consulRegistrations(host, port)) out.push(...serviceDefinition(p, host, reg, S.config).map((r) => ({ ...r, origin })));
     }
     const hbaSha = sha256(hba);
     out.push(exec('postgres-config-replica', S.config, {
@@ -346,6 +341,21 @@ pw=$(cat)
   printf '%s' ${shq(grants)}; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres >/dev/null`,
       stdin: `\${file:${REPLICATION_PASSWORD}}`,
     }));
+    if (p.doc.consul !== undefined) {
+      // The Consul role check's login: peer authentication on the local socket only (pg_hba), no privileges.
+      out.push(exec('postgres-check-role', S.primary, {
+        description: `role ${CHECK_ROLE} for the Consul role check (local peer login, no privileges)`,
+        probe: `${lib}
+${PRIMARY_ONLY}
+[ "$(q "select rolcanlogin and not rolsuper and not rolcreaterole and not rolcreatedb from pg_roles where rolname = '${CHECK_ROLE}'")" = t ] && echo ok || echo "missing"`,
+        want: 'ok',
+        run: `set -e
+${lib}
+case "$(pg_role)" in primary) ;; *) exit 0 ;; esac
+q "DO \\$\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${CHECK_ROLE}') THEN CREATE ROLE ${CHECK_ROLE}; END IF; END\\$\\$" >/dev/null
+q 'ALTER ROLE ${CHECK_ROLE} WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB' >/dev/null`,
+      }));
+    }
     const wantSlots = peers.map((m) => slotName(m.name)).sort();
     out.push(exec('postgres-slots', S.primary, {
       description: `a physical replication slot per replica (${wantSlots.join(', ') || 'none'})`,
@@ -474,7 +484,7 @@ systemctl start ${UNIT}`,
     const roles = (d.roles ?? []).map((r) => r.name);
     (d.roles ?? []).forEach((r, i) => {
       if (findRefs(r.password).length === 0) out.push({ path: ['database', 'roles', i, 'password'], message: 'must be a secret reference (${file:PATH} or ${env:NAME}), not a password in clear' });
-      if (r.name === REPLICATION_USER || r.name === 'postgres') out.push({ path: ['database', 'roles', i, 'name'], message: `"${r.name}" is managed by rtctl itself` });
+      if (r.name === REPLICATION_USER || r.name === 'postgres' || r.name === CHECK_ROLE) out.push({ path: ['database', 'roles', i, 'name'], message: `"${r.name}" is managed by rtctl itself` });
       if (roles.indexOf(r.name) !== i) out.push({ path: ['database', 'roles', i, 'name'], message: `role "${r.name}" is listed twice` });
     });
     (d.databases ?? []).forEach((db, i) => {

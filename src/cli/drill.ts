@@ -1,8 +1,11 @@
 /**
  * `rtctl drill db-failover`: the scripted DR drill. Writes continuously to the primary (one row per ~50 ms,
- * counting commits acknowledged with synchronous_commit as configured), kills the primary's postmaster (kill -9),
- * fails over to the best replica (fence, promote, re-point), and reports RTO (seconds from the kill until a write
- * succeeds on the new primary) and RPO (acknowledged rows missing there). Exits 2 when a threshold is missed.
+ * counting commits acknowledged with synchronous_commit as configured), injects the fault — `postmaster`: kill -9
+ * of the primary's postmaster; `host`: the primary's whole host powered off at once (`systemctl poweroff -ff`, no
+ * clean shutdown of anything) — fails over to the best replica (fence, promote, re-point), and reports RTO (seconds
+ * from the fault until a write succeeds on the new primary) and RPO (acknowledged rows missing there). Exits 2
+ * when a threshold is missed. A powered-off host is not fenced (it can't be reached); its start-time fence check
+ * keeps it from coming back as a second primary, and `rtctl db rejoin` makes it a replica once it is started again.
  */
 import { ExitError, RtctlError } from '../errors.js';
 import { bestReplica, failover, prelude, probeAll } from '../db/switchover.js';
@@ -15,12 +18,25 @@ export interface DrillDbFailoverOptions {
   rpoMax: number;
   json?: boolean;
   acceptNewHostKeys?: boolean;
+  fault?: string;
+}
+
+export const FAULTS = ['postmaster', 'host'] as const;
+export type Fault = (typeof FAULTS)[number];
+
+/** The fault, run on the primary as root. `host` returns first and powers off 0.2 s later, so the command completes. */
+export function faultScript(fault: Fault): string {
+  return fault === 'host'
+    ? `setsid sh -c 'sleep 0.2; systemctl poweroff --force --force' </dev/null >/dev/null 2>&1 & echo ok`
+    : 'kill -9 "$(head -1 "$D/postmaster.pid")"; echo ok';
 }
 
 const TABLE = 'rtctl_drill';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function drillDbFailoverCommand(opts: DrillDbFailoverOptions): Promise<void> {
+  const fault = (opts.fault ?? 'postmaster') as Fault;
+  if (!FAULTS.includes(fault)) throw new RtctlError(`--fault must be one of: ${FAULTS.join(', ')} (got "${opts.fault}")`);
   const { platform, session, ctx } = await openDb(opts);
   const log = (l: string) => process.stderr.write(`drill: ${l}\n`);
   try {
@@ -48,7 +64,8 @@ export async function drillDbFailoverCommand(opts: DrillDbFailoverOptions): Prom
           const r = await session.executors.get(host)!.run(['runuser', '-u', 'postgres', '--', 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', `insert into ${TABLE}(id) values (${id})`], { timeoutMs: 5_000 });
           if (r.code === 0) {
             acked.push(id);
-            if (killedAt !== null && firstAfter === null && Date.now() > killedAt) firstAfter = Date.now();
+            // Recovery is a write acknowledged by another host than the old primary (one in flight there at the fault doesn't count).
+            if (killedAt !== null && firstAfter === null && host !== old) firstAfter = Date.now();
           }
         } catch {
           // not acknowledged
@@ -65,10 +82,17 @@ export async function drillDbFailoverCommand(opts: DrillDbFailoverOptions): Prom
       await writer;
       throw new RtctlError(`no write succeeded on ${old} before the kill`);
     }
-    log(`${acked.length} rows acknowledged on ${old}; kill -9 its postmaster`);
-    killedAt = Date.now();
-    await ctx.run(old, `${prelude(ctx, old)}kill -9 "$(head -1 "$D/postmaster.pid")"; echo ok`, 15_000);
-    const after = await probeAll(ctx);
+    log(`${acked.length} rows acknowledged on ${old}; ${fault === 'host' ? 'power off the host' : 'kill -9 its postmaster'}`);
+    const faultAt = Date.now() + (fault === 'host' ? 200 : 0);
+    await ctx.run(old, `${prelude(ctx, old)}${faultScript(fault)}`, 15_000);
+    killedAt = faultAt;
+    // Fail over once the old primary is seen gone (at once for kill -9; a moment for the power-off).
+    let after = await probeAll(ctx);
+    for (let i = 0; i < 60 && after.find((p) => p.host === old)?.role === 'primary'; i++) {
+      await sleep(250);
+      after = await probeAll(ctx);
+    }
+    log(`${old} is ${after.find((p) => p.host === old)?.role}`);
     const to = bestReplica(after);
     if (!to) throw new RtctlError('no streaming replica left to fail over to');
     log(`fail over to ${to} (the replica with the most WAL received)`);
@@ -87,7 +111,7 @@ export async function drillDbFailoverCommand(opts: DrillDbFailoverOptions): Prom
     const rpo = acked.length - found;
     const ok = rto !== null && rto <= opts.rtoMax && rpo <= opts.rpoMax;
     const all = await collectStatus(session, platform);
-    const result = { drill: 'db-failover', oldPrimary: old, newPrimary: to, acknowledged: acked.length, rtoSeconds: rto, rpoRows: rpo, rtoMax: opts.rtoMax, rpoMax: opts.rpoMax, passed: ok, hosts: all };
+    const result = { drill: 'db-failover', fault, oldPrimary: old, newPrimary: to, acknowledged: acked.length, rtoSeconds: rto, rpoRows: rpo, rtoMax: opts.rtoMax, rpoMax: opts.rpoMax, passed: ok, hosts: all };
     if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(renderStatus(all));

@@ -1,24 +1,52 @@
 /**
- * PostgreSQL on a 3-host lab (`pg`): h1 primary, h2-h3 synchronous replicas, from bare hosts. Streaming verified
- * from both ends, a row replicated, settings drift planned as restart vs reload with replicas first, an
- * interrupted base backup redone cleanly, and a second plan with no changes. The tests share the lab, in order.
+ * PostgreSQL on a 3-host lab (`pg`): h1 primary, h2-h3 synchronous replicas, from bare hosts, with Consul servers
+ * on all three (DNS forwarding on) and the example service on h3 writing to `primary.postgres.service.consul`.
+ * Streaming verified from both ends, a row replicated, discovery by role, settings drift planned as restart vs
+ * reload with replicas first, an interrupted base backup redone cleanly, a switchover and back under the service's
+ * traffic, the failover drill with the primary's host powered off, then the old primary's rejoin.
+ * The tests share the lab, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { startHost } from '../../src/lab/index.js';
 
 const LAB = 'pg';
 const ROOT = resolve(import.meta.dirname, '../..');
 const RTCTL = join(ROOT, 'bin/rtctl');
+const CONSUL = join(ROOT, '.rtctl/artifacts/consul-1.8.7');
+const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 let lab: LabInfo;
 let work: string;
 
 async function rtctl(args: string[]) {
   const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 600_000 });
   return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
+}
+
+/** Consul's view of postgres (as the management token sees it): `node service-id status`, sorted. */
+async function consulRoles(): Promise<string[]> {
+  const r = await ssh(lab, 'h3', `sudo sh -c 'curl -s -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" http://127.0.0.1:8500/v1/health/service/postgres' | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    print(e["Node"]["Node"], e["Service"]["ID"], [c["Status"] for c in e["Checks"] if c["ServiceID"]][0])'`);
+  return r.stdout.split('\n').filter(Boolean).sort();
+}
+
+/** One request to the example service on h3 (it counts visits in the database it finds by name). */
+async function hello(): Promise<{ status: number; visits: number; body: string }> {
+  const url = `http://${lab.hosts.find((x) => x.name === 'h3')!.address}:8080/`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    const body = await res.text();
+    return { status: res.status, visits: res.ok ? Number((JSON.parse(body) as { visits: number }).visits) : -1, body };
+  } catch (e) {
+    return { status: 0, visits: -1, body: String(e) };
+  }
 }
 
 /** `rtctl db status --json` (through the command module: main.ts wiring is the lead's). */
@@ -29,7 +57,7 @@ async function dbStatus(): Promise<{ hosts: { host: string; role: string; timeli
   return JSON.parse(r.stdout);
 }
 
-const sql = async (host: string, q: string) => (await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -A -t -d postgres -c "${q}"`)).stdout.trim();
+const sql = async (host: string, q: string, db = 'postgres') => (await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -A -t -d ${db} -c "${q}"`)).stdout.trim();
 
 function writePlatform(settings = 'shared_buffers: 64MB\n    work_mem: 8MB') {
   const p = lab.gateway.replace(/\.1$/, '.');
@@ -44,6 +72,25 @@ hosts:
   - { name: h1, address: ${p}11 }
   - { name: h2, address: ${p}12 }
   - { name: h3, address: ${p}13 }
+artifacts:
+  consul: { path: ${CONSUL}, sha256: ${sha(CONSUL)}, version: 1.8.7 }
+  hello: { path: hello/hello.py, sha256: ${sha(join(work, 'hello/hello.py'))}, version: 1.0.0, filename: hello.py }
+consul:
+  artifact: consul
+  servers: [h1, h2, h3]
+  dns_forwarding: true
+services:
+  - name: hello
+    artifact: hello
+    command: /usr/bin/python3 {release}/hello.py
+    packages: [python3, python3-psycopg2]
+    environment:
+      # Follows the primary by name: Consul DNS through systemd-resolved.
+      HELLO_DATABASE: "host=primary.postgres.service.consul dbname=app user=app password=\${file:.rtctl/secrets/app.password} sslmode=require connect_timeout=2"
+    instances:
+      - { hosts: [h3], ports: [8080] }
+    health: { http: /health, interval: 500ms, timeout: 2s, healthy_threshold: 2, deadline: 60s }
+    depends_on: [database]
 database:
   primary: h1
   replicas: [h2, h3]
@@ -60,9 +107,12 @@ database:
 }
 
 beforeAll(async () => {
+  if (!existsSync(CONSUL)) await execa(join(ROOT, 'scripts/fetch-consul'));
   lab = await withLab(LAB, 3);
   work = mkdtempSync(join(tmpdir(), 'rtctl-e2e-pg-'));
   mkdirSync(join(work, '.rtctl/secrets'), { recursive: true });
+  mkdirSync(join(work, 'hello'));
+  copyFileSync(join(ROOT, 'examples/hello/hello.py'), join(work, 'hello/hello.py'));
   writeFileSync(join(work, '.rtctl/secrets/app.password'), `app-${Math.random().toString(36).slice(2)}`, { mode: 0o600 });
   writePlatform();
 }, 120_000);
@@ -92,6 +142,19 @@ describe('postgres on a real lab', () => {
     expect(st.hosts[0]!.replicas.map((x) => [x.name, x.state, x.syncState])).toEqual([['h2', 'streaming', 'quorum'], ['h3', 'streaming', 'quorum']]);
     for (const h of ['h2', 'h3']) expect(await sql(h, 'select status from pg_stat_wal_receiver')).toBe('streaming');
   }, 400_000);
+
+  it('registers the primary and the replicas in Consul by role; every host resolves them; the service writes through the name', async () => {
+    const a = (h: string) => lab.hosts.find((x) => x.name === h)!.address;
+    // The role checks run every 2 s: give the replicas' `primary` instances time to turn critical.
+    await expect.poll(async () => (await ssh(lab, 'h2', 'getent ahostsv4 replica.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim(), { timeout: 30_000, interval: 1_000 })
+      .toBe([a('h2'), a('h3')].sort().join('\n'));
+    for (const h of ['h1', 'h2', 'h3']) expect((await ssh(lab, h, 'getent ahostsv4 primary.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim()).toBe(a('h1'));
+    expect(await consulRoles()).toEqual(['h1 postgres-primary passing', 'h1 postgres-replica critical', 'h2 postgres-primary critical', 'h2 postgres-replica passing', 'h3 postgres-primary critical', 'h3 postgres-replica passing']);
+    const r1 = await hello();
+    const r2 = await hello();
+    expect(r1.status, r1.body).toBe(200);
+    expect(r2.visits).toBe(r1.visits + 1);
+  }, 120_000);
 
   it('replicates a row written on the primary to both replicas (synchronous commit)', async () => {
     await sql('h1', "create table drill_rows(id int primary key, v text); insert into drill_rows values (1, 'hello')");
@@ -169,12 +232,46 @@ describe('postgres on a real lab', () => {
     return acked;
   }
 
-  it('switches over to h2 and back to h1 with no lost writes', async () => {
+  /**
+   * Requests to the example service every 100 ms until `until` resolves, then until 10 in a row succeed (at most
+   * 20 s more). Returns the counts and how long after the end of `until` the last failure was.
+   */
+  async function trafficDuring(until: Promise<unknown>): Promise<{ total: number; failed: number; lastFailureAfterEndMs: number; tailOk: number }> {
+    let end: number | null = null;
+    void until.finally(() => { end = Date.now(); });
+    let total = 0;
+    let failed = 0;
+    let lastFailure = 0;
+    let tailOk = 0;
+    while (end === null || (tailOk < 10 && Date.now() - end < 20_000)) {
+      const r = await hello();
+      total += 1;
+      if (r.status === 200) tailOk += 1;
+      else { failed += 1; tailOk = 0; lastFailure = Date.now(); }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    return { total, failed, lastFailureAfterEndMs: lastFailure === 0 ? 0 : lastFailure - end!, tailOk };
+  }
+
+  it('switches over to h2 and back to h1 with no lost writes; the service follows the primary by name', async () => {
     await sql('h1', 'create table sw_rows(id int primary key); insert into sw_rows select generate_series(1, 100)');
+    const visits = async (h: string) => {
+      const v = await sql(h, 'select sum(n) from hello_visits', 'app');
+      expect(v).toMatch(/^\d+$/);
+      return Number(v);
+    };
+    const visitsBefore = await visits('h1');
     const sw1 = rtctl(['db', 'switchover', '--to', 'h2']);
-    const acked1 = await writeDuring('h1', 1001, sw1);
+    const [acked1, t1] = await Promise.all([writeDuring('h1', 1001, sw1), trafficDuring(sw1)]);
     const r1 = await sw1;
     expect(r1.code, r1.all).toBe(0);
+    console.log(`service through switchover h1 -> h2: ${t1.total} requests, ${t1.failed} failed, last failure ${t1.lastFailureAfterEndMs} ms after the switchover ended`);
+    // The service was never touched: it found h2 by name and writes there (a replica would refuse the write).
+    expect(t1.tailOk).toBeGreaterThanOrEqual(10);
+    expect(t1.lastFailureAfterEndMs).toBeLessThan(10_000);
+    const a2 = lab.hosts.find((x) => x.name === 'h2')!.address;
+    expect((await ssh(lab, 'h3', 'getent ahostsv4 primary.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim()).toBe(a2);
+    expect(await visits('h2')).toBeGreaterThanOrEqual(visitsBefore + t1.total - t1.failed);
     // A clean switchover: the old primary follows the new timeline without pg_rewind.
     expect(r1.err).not.toContain('pg_rewind');
     let st = await dbStatus();
@@ -186,9 +283,12 @@ describe('postgres on a real lab', () => {
     await sql('h2', 'insert into sw_rows select generate_series(101, 200)');
 
     const sw2 = rtctl(['db', 'switchover', '--to', 'h1']);
-    const acked2 = await writeDuring('h2', 2001, sw2);
+    const [acked2, t2] = await Promise.all([writeDuring('h2', 2001, sw2), trafficDuring(sw2)]);
     const r2 = await sw2;
     expect(r2.code, r2.all).toBe(0);
+    console.log(`service through switchover h2 -> h1: ${t2.total} requests, ${t2.failed} failed, last failure ${t2.lastFailureAfterEndMs} ms after the switchover ended`);
+    expect(t2.tailOk).toBeGreaterThanOrEqual(10);
+    expect(t2.lastFailureAfterEndMs).toBeLessThan(10_000);
     expect(r2.err).not.toContain('pg_rewind');
     st = await dbStatus();
     expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'primary'], ['h2', 'replica'], ['h3', 'replica']]);
@@ -203,17 +303,24 @@ describe('postgres on a real lab', () => {
     expect((await rtctl(['db', 'switchover', '--to', 'h1'])).err).toContain('h1 is already the primary');
   }, 300_000);
 
-  it('runs the failover drill (RTO/RPO, RPO 0 in sync mode), then the old primary rejoins with pg_rewind', async () => {
-    const r = await rtctl(['drill', 'db-failover', '--rto-max', '60', '--rpo-max', '0', '--json']);
+  it('runs the failover drill with the primary\'s host powered off (RTO/RPO, RPO 0 in sync mode), then the old primary rejoins with pg_rewind', async () => {
+    const r = await rtctl(['drill', 'db-failover', '--fault', 'host', '--rto-max', '60', '--rpo-max', '0', '--json']);
     expect(r.code, r.all).toBe(0);
-    const d = JSON.parse(r.out) as { oldPrimary: string; newPrimary: string; acknowledged: number; rtoSeconds: number; rpoRows: number; passed: boolean };
-    console.log(`drill: ${d.oldPrimary} -> ${d.newPrimary}, ${d.acknowledged} rows acknowledged, RTO ${d.rtoSeconds} s, RPO ${d.rpoRows}`);
+    const d = JSON.parse(r.out) as { fault: string; oldPrimary: string; newPrimary: string; acknowledged: number; rtoSeconds: number; rpoRows: number; passed: boolean; hosts: { host: string; role: string }[] };
+    console.log(`drill (host powered off): ${d.oldPrimary} -> ${d.newPrimary}, ${d.acknowledged} rows acknowledged, RTO ${d.rtoSeconds} s, RPO ${d.rpoRows}`);
+    expect(d.fault).toBe('host');
     expect(d.oldPrimary).toBe('h1');
+    // The host really is gone: unreachable in the drill's own status, and no ssh.
+    expect(d.hosts.find((h) => h.host === 'h1')!.role).toBe('unreachable');
+    expect((await ssh(lab, 'h1', 'true', { timeoutMs: 15_000 })).exitCode).not.toBe(0);
     expect(['h2', 'h3']).toContain(d.newPrimary);
     expect(d.rpoRows).toBe(0);
     expect(d.rtoSeconds).toBeGreaterThan(0);
     expect(d.passed).toBe(true);
-    // The old primary is fenced: its unit refuses to start.
+    // The service found the new primary by name.
+    await expect.poll(async () => (await hello()).status, { timeout: 20_000, interval: 500 }).toBe(200);
+    // The host comes back: its postgres finds the new primary among its peers and fences itself at start.
+    await startHost(LAB, 'h1');
     expect((await ssh(lab, 'h1', 'sudo systemctl start postgresql@15-main; echo rc=$?')).stdout).not.toContain('rc=0');
     expect((await ssh(lab, 'h1', 'sudo test -e /var/lib/rtctl/postgres/fenced; echo $?')).stdout.trim()).toBe('0');
     const rj = await rtctl(['db', 'rejoin', 'h1']);

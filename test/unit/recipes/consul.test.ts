@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { agentConfig, consul, kvPairs, servers } from '../../../recipes/consul.js';
+import { agentConfig, consul, kvPairs, renderResolvedDropin, servers } from '../../../recipes/consul.js';
 import { platformFrom, problemsOf } from '../helpers.js';
 
 const SHA = 'a'.repeat(64);
@@ -75,5 +75,24 @@ describe('consul recipe', () => {
     expect(problems(yaml('1.8.7').replace('servers: [srv]', 'servers: [s1, s2]'))).toEqual(['11:12: consul/servers: select 3 or 5 servers (a Raft quorum that survives a failure), not 2']);
     expect(problems(yaml('1.8.7').replace('servers: [srv]', 'servers: [s1, s2, nope]'))).toEqual(['11:21: consul/servers/2: "nope" is not a declared host or label']);
     expect(problems(yaml('1.8.7', 'config:\n  global: { "Bad Key": x }\n'))).toEqual(['13:13: config/global/Bad Key: "Bad Key" is not a valid key: lower-case letters, digits, `.`, `_`, `-` (at most 64)']);
+  });
+
+  it('forwards *.consul through systemd-resolved on every host when dns_forwarding is on, and nothing otherwise', () => {
+    const off = platformFrom(yaml('1.8.7'));
+    expect(consul.resources(off, off.hosts[3]!).some((r) => r.id === 'package:systemd-resolved')).toBe(false);
+    expect(agentConfig(off, off.hosts[0]!)).not.toHaveProperty('recursors');
+    const p = platformFrom(yaml('1.8.7').replace('  servers: [srv]\n', '  servers: [srv]\n  dns_forwarding: true\n  recursors: [192.0.2.53]\n'));
+    for (const h of p.hosts) {
+      const rs = consul.resources(p, h);
+      const ids = rs.map((r) => r.id);
+      // The drop-in is in place before the package starts resolved; the exec restarts it and proves a lookup.
+      expect(ids.indexOf('file:/etc/systemd/resolved.conf.d/rtctl-consul.conf')).toBeLessThan(ids.indexOf('package:systemd-resolved'));
+      const exec = rs.find((r) => r.id === 'exec:consul-dns-forwarding');
+      expect(exec?.gate?.script).toBe('getent hosts consul.service.consul >/dev/null');
+      expect(exec?.stage).toBe(13);
+    }
+    expect(renderResolvedDropin()).toContain('DNS=127.0.0.1:8600\nDomains=~consul\n');
+    expect(agentConfig(p, p.hosts[0]!)).toMatchObject({ recursors: ['192.0.2.53'] });
+    expect(problems(yaml('1.8.7').replace('  servers: [srv]\n', '  servers: [srv]\n  recursors: [dns.example]\n'))).toEqual(['12:15: consul/recursors/0: "dns.example" must be an IPv4 address, e.g. 192.0.2.53']);
   });
 });

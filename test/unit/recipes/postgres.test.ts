@@ -6,6 +6,7 @@ import { ValidationError } from '../../../src/errors.js';
 import { formatDiagnostics } from '../../../src/config/load.js';
 import { parseStatus, renderStatus } from '../../../src/db/status.js';
 import { primaryConninfo, slotName } from '../../../src/db/pgsh.js';
+import { agentConfig, consul, serviceNames } from '../../../recipes/consul.js';
 
 const HEAD = `version: 1
 hosts:
@@ -116,6 +117,39 @@ hostssl   app          app          198.18.1.0/24      scram-sha-256
     }
     const role = rs.find((r) => r.id === 'exec:postgres-role-app');
     expect(role).toMatchObject({ stdin: '${file:.rtctl/secrets/app.pw}' });
+  });
+
+  it('registers primary and replica in Consul, each with a role check the agent runs, under the postgres service token', () => {
+    const artifact = `artifacts:\n  consul: { url: "https://example.invalid/consul", sha256: ${'a'.repeat(64)}, version: 1.8.7 }\n`;
+    const withConsul = `${DB.replace('version: 1\n', `version: 1\n${artifact}`)}consul:\n  artifact: consul\n  servers: [h1, h2, h3]\n`;
+    const q = platformFrom(withConsul, SECRETS);
+    const h2 = q.hosts[1]!;
+    const rs = postgres.resources(q, h2);
+    const def = (id: string) => {
+      const f = rs.find((r) => r.id === `file:/etc/consul.d/service-${id}.json`);
+      expect(f).toMatchObject({ mode: '0640', group: 'consul', sensitive: true, stage: 22, notify: ['reload:unit:consul.service'] });
+      expect(f && f.type === 'file' && f.check).toContain('consul validate');
+      return JSON.parse(f!.type === 'file' ? f!.content : '{}').service;
+    };
+    expect(def('postgres-primary')).toMatchObject({
+      name: 'postgres', tags: ['primary'], port: 5432, address: '198.18.1.12', token: '${file:.rtctl/secrets/consul/service-postgres.token}',
+      checks: [{ name: 'postgres is primary', args: ['/usr/local/sbin/rtctl-pg-role', 'primary'], interval: '2s' }],
+    });
+    // A replica's primary instance is critical by design: it must never be deregistered for that.
+    expect(def('postgres-replica').checks[0]).not.toHaveProperty('deregister_critical_service_after');
+    expect(def('postgres-replica').tags).toEqual(['replica']);
+    // The check logs in as the consul role over the local socket (peer), created on the primary.
+    const script = rs.find((r) => r.id === 'file:/usr/local/sbin/rtctl-pg-role');
+    expect(script?.type === 'file' && script.content).toContain("psql -X -q -A -t -p 5432 -U consul -d postgres -c 'select pg_is_in_recovery()'");
+    expect(renderHba(q)).toContain('local     postgres     consul                          peer');
+    expect(renderHba(p)).not.toContain('consul');
+    expect(rs.some((r) => r.id === 'exec:postgres-check-role')).toBe(true);
+    // The agent on database hosts runs script checks; the service gets its token.
+    const acl = consul.resources(q, q.hosts[0]!).find((r) => r.id === 'exec:consul-acl-tokens');
+    expect(acl?.type === 'exec' && acl.stdin).toContain("-service-identity=postgres -policy-name=rtctl-svc-postgres");
+    expect(serviceNames(q)).toContain('postgres');
+    expect(agentConfig(q, h2)).toMatchObject({ enable_local_script_checks: true });
+    expect(problems(withConsul.replace('name: app, password', 'name: consul, password'))).toContain('"consul" is managed by rtctl itself');
   });
 
   it('puts nothing on hosts outside the database section, and nothing at all without one', () => {
