@@ -77,6 +77,10 @@ export function renderSettings(p: Platform): string {
     max_wal_senders: 10,
     max_replication_slots: 10,
     max_slot_wal_keep_size: '4GB',
+    // Slots live on the primary only: after a failover the promoted replica must still hold the WAL the other,
+    // lagging replicas need to follow it (found in the lab: a replica cut off for ~48 MB of WAL could not stream
+    // from the new primary, whose restartpoints had removed the segment). Standbys keep this much too.
+    wal_keep_size: '1GB',
     hot_standby: true,
     hot_standby_feedback: true,
     synchronous_commit: 'on',

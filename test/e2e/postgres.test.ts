@@ -3,7 +3,8 @@
  * on all three (DNS forwarding on) and the example service on h3 writing to `primary.postgres.service.consul`.
  * Streaming verified from both ends, a row replicated, discovery by role, settings drift planned as restart vs
  * reload with replicas first, an interrupted base backup redone cleanly, a switchover and back under the service's
- * traffic, the failover drill with the primary's host powered off, then the old primary's rejoin.
+ * traffic, the failover drill with the primary's host powered off, the old primary's rejoin, and a failover
+ * refused for a far-behind replica (--force) and done to the up-to-date one.
  * The tests share the lab, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
-import { startHost } from '../../src/lab/index.js';
+import { setLink, startHost } from '../../src/lab/index.js';
 
 const LAB = 'pg';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -332,6 +333,35 @@ describe('postgres on a real lab', () => {
     expect(np.role).toBe('primary');
     expect(np.replicas.map((x) => x.state)).toEqual(['streaming', 'streaming']);
     expect(await sql('h1', 'select count(*) from rtctl_drill')).toBe(await sql(d.newPrimary, 'select count(*) from rtctl_drill'));
+  }, 300_000);
+
+  it('asks for --force to fail over to a replica far behind, and fails over to the up-to-date one', async () => {
+    const st0 = await dbStatus();
+    const prim = st0.hosts.find((h) => h.role === 'primary')!.host;
+    const behind = ['h2', 'h3'].find((h) => h !== prim)!;
+    // The lagging replica is cut off while the primary writes ~40 MB of WAL (h1 stays the synchronous standby),
+    // then the primary dies before the link comes back.
+    await setLink(LAB, behind, false);
+    try {
+      await sql(prim, "create table far_rows as select g as id, repeat('x', 100) as v from generate_series(1, 300000) g");
+      await ssh(lab, prim, 'sudo sh -c \'kill -9 "$(head -1 /var/lib/postgresql/15/main/postmaster.pid)"\'');
+    } finally {
+      await setLink(LAB, behind, true);
+    }
+    const refused = await rtctl(['db', 'failover', '--to', behind]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.err).toMatch(new RegExp(`${behind} is \\d+ bytes of WAL behind h1 .*use --to h1, or --force`));
+    expect(await sql(behind, 'select pg_is_in_recovery()')).toBe('t');
+    const fo = await rtctl(['db', 'failover', '--to', 'h1']);
+    expect(fo.code, fo.all).toBe(0);
+    expect(await sql('h1', 'select count(*) from far_rows')).toBe('300000');
+    const rj = await rtctl(['db', 'rejoin', prim]);
+    expect(rj.code, rj.all).toBe(0);
+    const st = await dbStatus();
+    expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'primary'], ['h2', 'replica'], ['h3', 'replica']]);
+    expect(st.hosts[0]!.replicas.map((x) => x.state)).toEqual(['streaming', 'streaming']);
+    // It could follow h1 because h1, a replica until then, had kept the WAL it needed (wal_keep_size).
+    expect(await sql(behind, 'select count(*) from far_rows')).toBe('300000');
   }, 300_000);
 
   it('plans no changes after the role changes (the plan does not undo them)', async () => {

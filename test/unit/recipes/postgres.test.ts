@@ -60,6 +60,7 @@ wal_log_hints = on
 max_wal_senders = 10
 max_replication_slots = 10
 max_slot_wal_keep_size = '4GB'
+wal_keep_size = '1GB'
 hot_standby = on
 hot_standby_feedback = on
 synchronous_commit = 'on'
