@@ -26,7 +26,7 @@ import {
 import type { DatabaseDoc } from '../src/model/sections/database.js';
 import { caSecrets, leafSecrets } from './ca.js';
 import { serviceDefinition, type ServiceRegistration } from './consul.js';
-import { hint } from '../src/config/rules.js';
+import { hint } from '../src/util/hint.js';
 import type { GeneratedSecret, Recipe } from './types.js';
 
 export const STAGE = { prepare: 20, install: 21, config: 22, primary: 23, replica: 24 } as const;
@@ -214,6 +214,21 @@ if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; the
 fi`;
 }
 
+/**
+ * Run script of a role exec: on the primary only, create ROLE if missing, then set its attributes. With
+ * `password`, the password comes on stdin and the session has log_statement off, so it is in no log and no argv.
+ */
+function upsertRoleRun(lib: string, port: number, name: string, attrs: string, o: { password?: boolean; extraSql?: string } = {}): string {
+  const create = `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlq(name)}) THEN CREATE ROLE ${sqlId(name)}; END IF; END$$;`;
+  const alter = `ALTER ROLE ${sqlId(name)} WITH ${attrs}`;
+  return `set -e
+${lib}
+case "$(pg_role)" in primary) ;; *) exit 0 ;; esac
+${o.password ? 'pw=$(cat)\n' : ''}{ printf '%s\\n' 'SET log_statement = none;' ${shq(create)}
+  ${o.password ? `printf ${shq(`${alter} PASSWORD $rtctlpw$%s$rtctlpw$;\\n`)} "$pw"` : `printf '%s\\n' ${shq(`${alter};`)}`}
+  ${o.extraSql ? `printf '%s' ${shq(o.extraSql)}` : ':'}; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres >/dev/null`;
+}
+
 /** Probe head of the execs that only concern the primary (and the configured primary's new cluster). */
 const PRIMARY_ONLY = `case "$(pg_role)" in primary) ;; nodata) [ "$FIRST" = 1 ] && { echo "new cluster"; exit 0; }; echo ok; exit 0 ;; *) echo ok; exit 0 ;; esac`;
 
@@ -335,14 +350,7 @@ ${PRIMARY_ONLY}
 [ "$(rq 127.0.0.1 'select 1')" = 1 ] || { echo "password differs from .pgpass"; exit 0; }
 echo ok`,
       want: 'ok',
-      run: `set -e
-${lib}
-case "$(pg_role)" in primary) ;; *) exit 0 ;; esac
-pw=$(cat)
-{ printf 'SET log_statement = none;\\n'
-  printf "DO \\$\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${REPLICATION_USER}') THEN CREATE ROLE ${REPLICATION_USER}; END IF; END\\$\\$;\\n"
-  printf 'ALTER ROLE ${REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD $rtctlpw$%s$rtctlpw$;\\n' "$pw"
-  printf '%s' ${shq(grants)}; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres >/dev/null`,
+      run: upsertRoleRun(lib, port, REPLICATION_USER, 'REPLICATION LOGIN', { password: true, extraSql: grants }),
       stdin: `\${file:${REPLICATION_PASSWORD}}`,
     }));
     if (p.doc.consul !== undefined) {
@@ -353,11 +361,7 @@ pw=$(cat)
 ${PRIMARY_ONLY}
 [ "$(q "select rolcanlogin and not rolsuper and not rolcreaterole and not rolcreatedb from pg_roles where rolname = '${CHECK_ROLE}'")" = t ] && echo ok || echo "missing"`,
         want: 'ok',
-        run: `set -e
-${lib}
-case "$(pg_role)" in primary) ;; *) exit 0 ;; esac
-q "DO \\$\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${CHECK_ROLE}') THEN CREATE ROLE ${CHECK_ROLE}; END IF; END\\$\\$" >/dev/null
-q 'ALTER ROLE ${CHECK_ROLE} WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB' >/dev/null`,
+        run: upsertRoleRun(lib, port, CHECK_ROLE, 'LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB'),
       }));
     }
     const wantSlots = peers.map((m) => slotName(m.name)).sort();
@@ -388,13 +392,7 @@ RTCTL_EOF
 export PGPASSWORD
 [ "$(runuser -u postgres -- psql -X -q -A -t -d "host=127.0.0.1 port=$P user=${role.name} dbname=postgres sslmode=require connect_timeout=3" -c 'select 1' 2>/dev/null)" = 1 ] && echo ok || echo "password differs"`,
         want: 'ok',
-        run: `set -e
-${lib}
-case "$(pg_role)" in primary) ;; *) exit 0 ;; esac
-pw=$(cat)
-{ printf 'SET log_statement = none;\\n'
-  printf "DO \\$\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlq(role.name)}) THEN CREATE ROLE ${sqlId(role.name)}; END IF; END\\$\\$;\\n"
-  printf 'ALTER ROLE ${sqlId(role.name)} WITH LOGIN ${createdb ? 'CREATEDB' : 'NOCREATEDB'} PASSWORD $rtctlpw$%s$rtctlpw$;\\n' "$pw"; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres >/dev/null`,
+        run: upsertRoleRun(lib, port, role.name, `LOGIN ${createdb ? 'CREATEDB' : 'NOCREATEDB'}`, { password: true }),
         stdin: role.password,
       }));
     }

@@ -36,14 +36,16 @@ case "$r" in
     echo "timeline=$(q "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")"
     q "select 'replica=' || application_name || '|' || state || '|' || sync_state || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint::text, '') || '|' || coalesce(extract(epoch from replay_lag)::text, '') from pg_stat_replication order by application_name" ;;
   replica)
-    q "select 'receiver=' || status || '|' || coalesce(sender_host, '') || '|' || received_tli from pg_stat_wal_receiver"
-    echo "timeline=$(q "select timeline_id from pg_control_checkpoint()")" ;;
+    echo "timeline=$(q "select timeline_id from pg_control_checkpoint()")"
+    q "select 'receiver=' || status || '|' || coalesce(sender_host, '') || '|' || received_tli from pg_stat_wal_receiver" ;;
 esac
 exit 0`;
 }
 
 export function parseStatus(host: string, out: string): DbHostStatus {
   const s: DbHostStatus = { host, reachable: true, role: 'unknown', timeline: null, replicas: [] };
+  // A streaming replica's timeline is the one it receives; its last checkpoint's lags behind after a promotion.
+  let streamingTli: number | null = null;
   for (const line of out.split('\n')) {
     const i = line.indexOf('=');
     if (i < 0) continue;
@@ -55,12 +57,13 @@ export function parseStatus(host: string, out: string): DbHostStatus {
       const [status, sender, tli] = v.split('|');
       s.receiver = status ?? '';
       s.sender = sender ?? '';
-      if (tli) s.timeline = Number(tli);
+      if (tli) streamingTli = Number(tli);
     } else if (k === 'replica') {
       const [name, state, syncState, bytes, secs] = v.split('|');
       s.replicas.push({ name: name ?? '', state: state ?? '', syncState: syncState ?? '', lagBytes: bytes ? Number(bytes) : null, lagSeconds: secs ? Number(secs) : bytes === '0' ? 0 : null });
     }
   }
+  if (streamingTli !== null) s.timeline = streamingTli;
   return s;
 }
 

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-// helpers (→ config → recipes/index) first: recipes/postgres.ts uses config/rules' hint, which imports the registry.
 import { fakeSecrets, platformFrom } from '../helpers.js';
 import { postgres, renderHba, renderSettings, syncStandbyNames, confValue } from '../../../recipes/postgres.js';
 import { ValidationError } from '../../../src/errors.js';
@@ -224,11 +223,13 @@ describe('db status', () => {
     const h1 = parseStatus('h1', 'role=primary\ntimeline=2\nreplica=h2|streaming|quorum|0|\nreplica=h3|catchup|potential|8192|0.25\n');
     const h2 = parseStatus('h2', 'role=replica\nreceiver=streaming|198.18.1.11|2\ntimeline=1\n');
     expect(h1.replicas[1]).toEqual({ name: 'h3', state: 'catchup', syncState: 'potential', lagBytes: 8192, lagSeconds: 0.25 });
-    expect(h2).toMatchObject({ role: 'replica', receiver: 'streaming', sender: '198.18.1.11', timeline: 1 });
+    // The timeline it streams (2), not its last checkpoint's (1, until its next restartpoint after a promotion).
+    expect(h2).toMatchObject({ role: 'replica', receiver: 'streaming', sender: '198.18.1.11', timeline: 2 });
+    expect(parseStatus('h2', 'role=replica\ntimeline=1\n').timeline).toBe(1);
     const h3 = parseStatus('h3', 'role=replica\n');
     expect(renderStatus([h1, h2, h3])).toBe(`HOST  ROLE     TIMELINE  STATE      SYNC       LAG BYTES  LAG SECONDS
 h1    primary  2         writable   -          -          -
-h2    replica  1         streaming  quorum     0          0.000
+h2    replica  2         streaming  quorum     0          0.000
 h3    replica  -         catchup    potential  8192       0.250
 `);
     expect(renderStatus([h1, { ...h2, role: 'primary' }])).toContain('warning: 2 primaries (h1, h2): split brain');
