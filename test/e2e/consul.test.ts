@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { cliIn } from './helpers/cli.js';
 
 const LAB = 'cnx';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -18,10 +19,7 @@ const CONSUL = join(ROOT, '.rtctl/artifacts/consul-1.8.7');
 let lab: LabInfo;
 let work: string;
 
-async function rtctl(args: string[]) {
-  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 600_000 });
-  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-}
+const rtctl = cliIn(() => work);
 
 const addr = (h: string) => lab.hosts.find((x) => x.name === h)!.address;
 

@@ -1,6 +1,6 @@
 /**
- * The foundation end to end, on a 4-host lab: the example platform.yaml (rewritten only to this lab's
- * addresses and key paths) applied to bare hosts as `deploy` with sudo, then idempotence, single changes,
+ * The foundation end to end, on a 4-host lab: examples/foundation.platform.yaml (rewritten only to this lab's
+ * addresses, key paths and the work dir's layout) applied to bare hosts as `deploy` with sudo, then idempotence, single changes,
  * removal, an artifact bump, stale plans, host keys, a stopped host, concurrent applies and interrupts.
  * The tests share one lab and run in order.
  */
@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startHost, stopHost } from '../../src/lab/index.js';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { cliIn } from './helpers/cli.js';
 
 const LAB = 'fnd';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -20,18 +21,16 @@ let lab: LabInfo;
 let work: string;
 let token: string;
 
-/** Runs the real CLI; never throws. */
-async function rtctl(args: string[], opts: { env?: Record<string, string> } = {}) {
-  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1', ...opts.env }, stdin: 'ignore', timeout: 600_000 });
-  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-}
+const rtctl = cliIn(() => work);
 
 const prefix = () => lab.gateway.replace(/\.1$/, '.');
-/** The example platform.yaml, pointed at this lab, with optional text edits. */
+/** The foundation example, pointed at this lab, as platform.yaml in the work dir (examples/ copied there), with optional text edits. */
 function writePlatform(edit: (s: string) => string = (s) => s, name = 'platform.yaml') {
-  let s = readFileSync(join(ROOT, 'platform.yaml'), 'utf8')
+  let s = readFileSync(join(ROOT, 'examples/foundation.platform.yaml'), 'utf8')
     .replaceAll('/var/lib/rtctl/lab/default/', `${lab.dir}/`)
-    .replaceAll('198.18.1.', prefix());
+    .replaceAll('198.18.1.', prefix())
+    .replace('path: hello/hello.py', 'path: examples/hello/hello.py')
+    .replace('template: motd.mustache', 'template: examples/motd.mustache');
   s = edit(s);
   writeFileSync(join(work, name), s);
 }

@@ -7,26 +7,22 @@
  * holder (failed requests counted), and the Kong rendering of the same platform passing its checks.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { cliIn } from './helpers/cli.js';
 
 const LAB = 'fdr';
 const ROOT = resolve(import.meta.dirname, '../..');
-const RTCTL = join(ROOT, 'bin/rtctl');
 const API_KEY = `ak${Math.random().toString(36).slice(2)}x`;
 const JWT_SECRET = `js${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 let lab: LabInfo;
 let work: string;
 
-async function rtctl(args: string[]) {
-  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 600_000 });
-  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-}
+const rtctl = cliIn(() => work);
 
 const prefix = () => lab.gateway.replace(/\.1$/, '.');
 const vip = () => `${prefix()}100`;

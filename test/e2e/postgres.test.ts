@@ -14,20 +14,17 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { cliIn } from './helpers/cli.js';
 import { setLink, startHost } from '../../src/lab/index.js';
 
 const LAB = 'pg';
 const ROOT = resolve(import.meta.dirname, '../..');
-const RTCTL = join(ROOT, 'bin/rtctl');
 const CONSUL = join(ROOT, '.rtctl/artifacts/consul-1.8.7');
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 let lab: LabInfo;
 let work: string;
 
-async function rtctl(args: string[]) {
-  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 600_000 });
-  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-}
+const rtctl = cliIn(() => work);
 
 /** Consul's view of postgres (as the management token sees it): `node service-id status`, sorted. */
 async function consulRoles(): Promise<string[]> {

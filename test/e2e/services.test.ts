@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { report, startLoad, type LoadStats } from '../../bench/rollout.js';
 import { sshArgs } from '../../src/lab/index.js';
 import { teardownLab, withLab, type LabInfo } from './helpers/lab.js';
+import { cliIn } from './helpers/cli.js';
 
 const LAB = 'svc';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -20,10 +21,7 @@ const CONSUL = join(ROOT, '.rtctl/artifacts/consul-1.8.7');
 let lab: LabInfo;
 let work: string;
 
-async function rtctl(args: string[]) {
-  const r = await execa(RTCTL, args, { cwd: work, reject: false, env: { NO_COLOR: '1' }, stdin: 'ignore', timeout: 300_000 });
-  return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-}
+const rtctl = cliIn(() => work, 300_000);
 
 /** `rtctl rollback|restart SERVICE`: through the CLI once it is wired in main.ts, else through the module. */
 async function serviceCmd(cmd: 'rollback' | 'restart') {
