@@ -167,13 +167,27 @@ export function consulRegistrations(host: Host, port: number): ServiceRegistrati
   }));
 }
 
-/** Settings that will change: the desired file vs the one on the host, each classified by pg_settings.context. */
-function settingsProbe(lib: string, desired: string, hbaSha: string, when: 'replica' | 'primary'): string {
-  const roles = when === 'replica' ? 'replica' : 'primary|standalone';
-  const stopped = when === 'replica' ? 'replica-down' : 'down';
+/**
+ * Settings a standby must have at least as high as its primary's (PostgreSQL's "hot standby parameters"):
+ * raising them restarts replicas first, LOWERING them must restart the primary first, else a replica refuses to
+ * start ("… is a lower setting than on the primary server").
+ */
+export const HOT_STANDBY_PARAMS = ['max_connections', 'max_prepared_transactions', 'max_locks_per_transaction', 'max_wal_senders', 'max_worker_processes'];
+
+/**
+ * Settings that will change: the desired file vs the one on the host, each classified by pg_settings.context.
+ * `replica-late` (stage 24) reports only a replica's restart that must wait for the primary's (a lowered hot
+ * standby setting); `replica` (stage 22) leaves that restart out.
+ */
+function settingsProbe(lib: string, desired: string, hbaSha: string, when: 'replica' | 'primary' | 'replica-late'): string {
+  const replica = when !== 'primary';
+  const roles = replica ? 'replica' : 'primary|standalone';
+  const stopped = replica ? 'replica-down' : 'down';
+  const head = when === 'replica-late' ? `case "$r" in replica) ;; *) echo ok; exit 0 ;; esac`
+    : `case "$r" in ${roles}) ;; ${stopped}) [ -e ${BASEBACKUP_MARKER} ] && { echo ok; exit 0; }; echo "stopped: start"; exit 0 ;; ${when === 'primary' ? 'nodata) [ "$FIRST" = 1 ] && { echo "new cluster: reload or restart with these settings"; exit 0; }; echo ok; exit 0 ;; ' : ''}*) echo ok; exit 0 ;; esac`;
   return `${lib}
 r=$(pg_role)
-case "$r" in ${roles}) ;; ${stopped}) [ -e ${BASEBACKUP_MARKER} ] && { echo ok; exit 0; }; echo "stopped: start"; exit 0 ;; ${when === 'primary' ? 'nodata) [ "$FIRST" = 1 ] && { echo "new cluster: reload or restart with these settings"; exit 0; }; echo ok; exit 0 ;; ' : ''}*) echo ok; exit 0 ;; esac
+${head}
 t=$(mktemp -d); cat > "$t/want" <<'RTCTL_EOF'
 ${desired}RTCTL_EOF
 cat ${SETTINGS_FILE} > "$t/have" 2>/dev/null || : > "$t/have"
@@ -181,7 +195,14 @@ rs=''; rl=''
 for n in $( { grep -vxF -f "$t/have" "$t/want"; grep -vxF -f "$t/want" "$t/have"; } | sed -n 's/^\\([a-z_.]*\\) = .*/\\1/p' | sort -u); do
   if [ "$(q "select context from pg_settings where name = '$n'")" = postmaster ]; then rs="$rs $n"; else rl="$rl $n"; fi
 done
+late=''
+${replica ? `for n in $rs; do
+  case " ${HOT_STANDBY_PARAMS.join(' ')} " in *" $n "*) ;; *) continue ;; esac
+  w=$(sed -n "s/^$n = \\([0-9]*\\)$/\\1/p" "$t/want"); c=$(q "select setting from pg_settings where name = '$n'")
+  [ -n "$w" ] && [ -n "$c" ] && [ "$w" -lt "$c" ] && late="$late $n"
+done` : ''}
 rm -rf "$t"
+${when === 'replica-late' ? '[ -n "$late" ] && echo "restart after the primary (lower hot-standby setting):$late" || echo ok; exit 0' : `[ -n "$late" ] && rs=''`}
 owed=$(q "select string_agg(name, ' ' order by name) from pg_settings where pending_restart")
 [ -n "$owed" ] && rs="$rs $owed"
 [ "$(sha256sum < ${HBA_FILE} 2>/dev/null | cut -c1-64)" = ${hbaSha} ] || rl="$rl pg_hba.conf"
@@ -195,8 +216,22 @@ out=''
 echo "\${out:-ok}"`;
 }
 
-function settingsRun(lib: string, when: 'replica' | 'primary'): string {
+function settingsRun(lib: string, when: 'replica' | 'primary' | 'replica-late'): string {
+  if (when === 'replica-late') {
+    return `set -e
+${lib}
+case "$(pg_role)" in replica) ;; *) exit 0 ;; esac
+# The file was written in stage 22 without a reload here: reload, so that pending_restart says what changed.
+q 'select pg_reload_conf()' >/dev/null
+sleep 1
+if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
+  echo "restarting (after the primary) for: $(q "select string_agg(name, ', ') from pg_settings where pending_restart")"
+  systemctl restart ${UNIT}
+fi`;
+  }
   const roles = when === 'replica' ? 'replica|replica-down' : 'primary|standalone|down';
+  // A replica whose file lowers a hot-standby setting below what it runs now waits for the primary's restart.
+  const lowered = `select coalesce(string_agg(f.name, ' '), '') from pg_file_settings f join pg_settings s on s.name = f.name where f.name in (${HOT_STANDBY_PARAMS.map(sqlq).join(', ')}) and f.error = 'setting could not be applied' and f.setting ~ '^[0-9]+$' and f.setting::bigint < s.setting::bigint`;
   return `set -e
 ${lib}
 case "$(pg_role)" in ${roles}) ;; *) exit 0 ;; esac
@@ -208,7 +243,9 @@ bad=$(q "select string_agg(name || ': ' || error, '; ') from pg_file_settings wh
 [ -z "$bad" ] || { echo "postgresql.conf: $bad" >&2; exit 1; }
 bad=$(q "select string_agg('line ' || line_number || ': ' || error, '; ') from pg_hba_file_rules where error is not null")
 [ -z "$bad" ] || { echo "pg_hba.conf: $bad" >&2; exit 1; }
-if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
+${when === 'replica' ? `dec=$(q ${shq(lowered)})
+if [ -n "$dec" ]; then echo "restart after the primary's (lower hot-standby setting): $dec"; exit 0; fi
+` : ''}if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
   echo "restarting for: $(q "select string_agg(name, ', ') from pg_settings where pending_restart")"
   systemctl restart ${UNIT}
 fi`;
@@ -415,6 +452,15 @@ fi`,
       }));
     }
 
+    // 24: a replica's restart that had to wait for the primary's (a lowered hot-standby setting).
+    out.push(exec('postgres-config-replica-late', S.replica, {
+      description: 'restart a replica after the primary (a lowered hot-standby setting)',
+      probe: settingsProbe(lib, settings, hbaSha, 'replica-late'),
+      want: 'ok',
+      run: settingsRun(lib, 'replica-late'),
+      showState: true,
+      gate: { script: streamingGate(lib, host.name), timeoutSec: 90, intervalSec: 2, what: `${host.name} streaming from the primary` },
+    }));
     // 24: a host that isn't the primary becomes a streaming replica of whichever host is primary now.
     const conninfo = primaryConninfo('$pa', port, host.name).replace('host=$pa', 'host=%s');
     out.push(exec('postgres-replica', S.replica, {

@@ -181,7 +181,7 @@ describe('postgres on a real lab', () => {
     expect(r.out).toContain('No changes. 3 hosts are in sync.');
   });
 
-  it('plans a postmaster setting as a restart and a user setting as a reload, replicas before the primary', async () => {
+  it('plans a postmaster setting as a restart and a user setting as a reload, replicas before the primary (the primary first when lowering)', async () => {
     writePlatform('shared_buffers: 96MB\n    work_mem: 16MB');
     const plan = await rtctl(['plan']);
     expect(plan.out).toContain('~ exec:postgres-config-primary  apply settings on the primary (after the replicas); restart (postmaster context): shared_buffers; reload: work_mem');
@@ -201,6 +201,22 @@ describe('postgres on a real lab', () => {
     expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
     expect(await started('h1')).toBe(t1);
     expect(await sql('h1', 'show work_mem')).toBe('32MB');
+    expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
+
+    // Lowering a hot-standby setting is the other way round: the primary first, then the replicas (a replica
+    // with a lower max_connections than its primary refuses to start).
+    writePlatform('shared_buffers: 96MB\n    work_mem: 32MB\n    max_connections: 90');
+    const lower = await rtctl(['plan']);
+    expect(lower.out).toContain('~ exec:postgres-config-primary  apply settings on the primary (after the replicas); restart (postmaster context): max_connections');
+    expect(lower.out).toContain('~ exec:postgres-config-replica-late  restart a replica after the primary (a lowered hot-standby setting); restart after the primary (lower hot-standby setting): max_connections');
+    expect(lower.out).not.toContain('exec:postgres-config-replica  ');
+    const r2 = await rtctl(['apply', '--auto-approve']);
+    expect(r2.code, r2.all).toBe(0);
+    const [u1, u2, u3] = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    expect(u1!).toBeLessThan(u2!);
+    expect(u1!).toBeLessThan(u3!);
+    for (const h of ['h1', 'h2', 'h3']) expect(await sql(h, 'show max_connections')).toBe('90');
+    for (const h of ['h2', 'h3']) expect(await sql(h, 'select status from pg_stat_wal_receiver')).toBe('streaming');
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
   }, 300_000);
 

@@ -105,6 +105,12 @@ hostssl   app          app          198.18.1.0/24      scram-sha-256
     expect(byId.get('exec:postgres-config-primary')?.stage).toBe(23);
     expect(byId.get('exec:postgres-replica')?.stage).toBe(24);
     expect(byId.get('exec:postgres-replica')?.gate?.what).toBe('h1 streaming from the primary');
+    // Lowering a hot-standby setting: the replicas' restart waits for the primary's (stage 24, after 23).
+    const late = byId.get('exec:postgres-config-replica-late');
+    expect(late?.stage).toBe(24);
+    expect(late?.type === 'exec' && late.probe).toContain('restart after the primary (lower hot-standby setting)');
+    const early = byId.get('exec:postgres-config-replica');
+    expect(early?.type === 'exec' && early.run).toContain("f.setting::bigint < s.setting::bigint");
   });
 
   it('keeps passwords out of every file but .pgpass (0600, a secret reference) and out of every run script', () => {
