@@ -495,11 +495,7 @@ rq "$pa" "select pg_create_physical_replication_slot('${slotName(host.name)}') w
 mkdir -p ${STATE_DIR}; touch ${BASEBACKUP_MARKER}
 systemctl stop ${UNIT}
 # Whatever an interrupted backup left behind goes: the data dir is refilled from scratch.
-mkdir -p "$D"; chown postgres:postgres "$D"; chmod 700 "$D"
-find "$D" -mindepth 1 -delete
-runuser -u postgres -- pg_basebackup -d "$ci" -D "$D" -X stream -S ${slotName(host.name)} -c fast
-write_standby "$ci" ${slotName(host.name)}
-rm -f ${BASEBACKUP_MARKER}
+base_backup "$ci" ${slotName(host.name)}
 systemctl start ${UNIT}`,
       gate: { script: streamingGate(lib, host.name), timeoutSec: 90, intervalSec: 2, what: `${host.name} streaming from the primary` },
     }));

@@ -114,12 +114,12 @@ export async function dbFailoverCommand(host: string, opts: DbOpOptions & { forc
   }
 }
 
-/** `rtctl db rejoin HOST`: an old primary becomes a replica (pg_rewind). */
-export async function dbRejoinCommand(host: string, opts: DbOpOptions): Promise<void> {
+/** `rtctl db rejoin HOST [--reclone]`: an old primary becomes a replica (pg_rewind, or a fresh base backup). */
+export async function dbRejoinCommand(host: string, opts: DbOpOptions & { reclone?: boolean }): Promise<void> {
   const { platform, session, ctx } = await openDb(opts);
   try {
     checkHost(ctx, host);
-    await rejoin(ctx, host);
+    await rejoin(ctx, host, opts.reclone ?? false);
     await finish(session, platform, opts, { rejoin: { host } });
   } finally {
     await session.close();

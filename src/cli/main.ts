@@ -96,8 +96,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
     .action(async (opts) => (await import('./db.js')).dbFailoverCommand(opts.to, opts));
   db.command('rejoin')
-    .description('an old (fenced) primary becomes a replica of the current primary, with pg_rewind')
+    .description('an old (fenced) primary becomes a replica of the current primary, with pg_rewind (or --reclone)')
     .argument('<host>', 'the host to rejoin')
+    .option('--reclone', 'a fresh base backup from the primary instead of pg_rewind (its data is replaced)', false)
     .option('-f, --file <path>', 'platform file', 'platform.yaml')
     .option('--json', 'machine-readable')
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)

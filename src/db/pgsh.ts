@@ -99,8 +99,9 @@ find_primary() { for a in $PEERS; do if [ "$(rq "$a" 'select pg_is_in_recovery()
 }
 
 /**
- * Makes this host a standby of PRIMARY_ADDR (args: address, port, application name, slot): standby.signal plus
- * primary_conninfo/primary_slot_name in postgresql.auto.conf (replacing earlier ones). The server must be stopped.
+ * `write_standby CONNINFO SLOT` makes this host a standby: standby.signal plus primary_conninfo/primary_slot_name
+ * in postgresql.auto.conf (replacing earlier ones); `base_backup CONNINFO SLOT` refills the data dir from the
+ * primary first. The server must be stopped.
  */
 export const WRITE_STANDBY_CONFIG = `write_standby() {
   f="$D/postgresql.auto.conf"; touch "$f"
@@ -108,5 +109,15 @@ export const WRITE_STANDBY_CONFIG = `write_standby() {
   printf "primary_conninfo = '%s'\\nprimary_slot_name = '%s'\\n" "$1" "$2" >> "$f.rtctl"
   chown postgres:postgres "$f.rtctl"; chmod 600 "$f.rtctl"; mv "$f.rtctl" "$f"
   runuser -u postgres -- touch "$D/standby.signal"
+}
+# A fresh copy of the primary into an emptied data dir (args: conninfo, slot), then standby config. The server
+# must be stopped; a marker makes an interrupted copy start again from scratch (the replica recipe's probe).
+base_backup() {
+  mkdir -p ${STATE_DIR}; touch ${BASEBACKUP_MARKER}
+  mkdir -p "$D"; chown postgres:postgres "$D"; chmod 700 "$D"
+  find "$D" -mindepth 1 -delete
+  runuser -u postgres -- pg_basebackup -d "$1" -D "$D" -X stream -S "$2" -c fast
+  write_standby "$1" "$2"
+  rm -f ${BASEBACKUP_MARKER}
 }
 `;

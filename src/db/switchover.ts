@@ -137,6 +137,18 @@ wait_streaming ${primaryAddress} 60 || { echo "${host} is not streaming from ${p
 echo ok`;
 }
 
+/** `db rejoin --reclone`: stop, a fresh base backup through the host's slot, standby config, unfence, start, verify streaming. */
+export function recloneScript(ctx: Pick<DbCtx, 'port'>, host: string, primaryAddress: string): string {
+  const ci = primaryConninfo(primaryAddress, ctx.port, host);
+  return `set -e
+systemctl stop $U || true
+base_backup '${ci}' ${slotName(host)}
+rm -f ${FENCE_MARKER}
+systemctl start $U
+wait_streaming ${primaryAddress} 60 || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
+echo ok`;
+}
+
 /** Stop postgres and leave the fence marker: the unit's ExecStartPre refuses to start until `db rejoin`. */
 export function fenceScript(newPrimary: string): string {
   return `systemctl stop $U || true
@@ -235,15 +247,22 @@ export async function failover(ctx: DbCtx, to: string, force: boolean): Promise<
   return { fenced, unreachable };
 }
 
-export async function rejoin(ctx: DbCtx, host: string): Promise<void> {
+/** The old primary (or a replica that can't stream) becomes a replica: pg_rewind, or with `reclone` a fresh base backup. */
+export async function rejoin(ctx: DbCtx, host: string, reclone = false): Promise<void> {
   const probes = await probeAll(ctx);
   const prim = probes.filter((p) => p.role === 'primary' && p.host !== host);
   if (prim.length !== 1) throw new RtctlError(`rejoin needs exactly one running primary other than ${host}; found: ${probes.map((p) => `${p.host}=${p.role}`).join(', ')}`);
   if (probes.find((p) => p.host === host)?.role === 'primary') throw new RtctlError(`${host} is a running primary: two primaries (split brain); stop one first`);
   const p = prim[0]!.host;
-  ctx.log(`slot ${slotName(host)} on ${p}; pg_rewind ${host} from ${p}`);
+  ctx.log(`slot ${slotName(host)} on ${p}; ${reclone ? 'fresh base backup of' : 'pg_rewind'} ${host} from ${p}`);
   await on(ctx, p, `q 'CHECKPOINT' >/dev/null; q "select pg_create_physical_replication_slot('${slotName(host)}') where not exists (select from pg_replication_slots where slot_name = '${slotName(host)}')" >/dev/null; echo ok`);
-  await on(ctx, host, rejoinScript(ctx, host, addr(ctx, p)), 300_000);
+  try {
+    await on(ctx, host, reclone ? recloneScript(ctx, host, addr(ctx, p)) : rejoinScript(ctx, host, addr(ctx, p)), 600_000);
+  } catch (err) {
+    if (reclone) throw err;
+    // pg_rewind can't bring back WAL the primary no longer has (more than wal_keep_size behind): say what can.
+    throw new RtctlError(`${(err as Error).message.split('\n')[0]}; if ${host} lacks WAL the primary no longer keeps, copy it afresh: rtctl db rejoin ${host} --reclone`);
+  }
 }
 
 /** The best replica to fail over to: the highest received LSN. */

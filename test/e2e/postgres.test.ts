@@ -377,6 +377,20 @@ describe('postgres on a real lab', () => {
     expect(await sql(behind, 'select count(*) from far_rows')).toBe('300000');
   }, 300_000);
 
+  it('re-clones a replica from the primary with db rejoin --reclone (a fresh base backup), streaming again', async () => {
+    // A file only the old data dir has: a fresh copy from h1 doesn't.
+    await ssh(lab, 'h3', 'sudo runuser -u postgres -- touch /var/lib/postgresql/15/main/rtctl-old-copy');
+    const r = await rtctl(['db', 'rejoin', 'h3', '--reclone']);
+    expect(r.code, r.all).toBe(0);
+    expect(r.err).toContain('fresh base backup of h3 from h1');
+    expect(await sql('h3', 'select status from pg_stat_wal_receiver')).toBe('streaming');
+    expect(await sql('h3', 'select count(*) from far_rows')).toBe('300000');
+    expect((await ssh(lab, 'h3', 'sudo test -e /var/lib/postgresql/15/main/rtctl-old-copy; echo $?')).stdout.trim()).toBe('1');
+    expect((await ssh(lab, 'h3', 'sudo test -e /var/lib/rtctl/postgres/basebackup-started; echo $?')).stdout.trim()).toBe('1');
+    const st = await dbStatus();
+    expect(st.hosts[0]!.replicas.map((x) => [x.name, x.state])).toEqual([['h2', 'streaming'], ['h3', 'streaming']]);
+  }, 300_000);
+
   it('plans no changes after the role changes (the plan does not undo them)', async () => {
     const r = await rtctl(['plan', '--detailed-exitcode']);
     expect(r.code, r.all).toBe(0);

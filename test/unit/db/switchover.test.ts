@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bestReplica, checkTarget, demoteScript, failover, lsnToBigInt, parseKv, parseProbe, promoteScript, rejoinScript, repointScript, switchover, type DbCtx, type Probe } from '../../../src/db/switchover.js';
+import { bestReplica, checkTarget, rejoin, demoteScript, failover, lsnToBigInt, parseKv, parseProbe, promoteScript, recloneScript, rejoinScript, repointScript, switchover, type DbCtx, type Probe } from '../../../src/db/switchover.js';
 
 const members = [
   { name: 'h1', address: '10.0.0.11', configuredPrimary: true },
@@ -37,6 +37,10 @@ describe('db role changes: pure parts', () => {
     expect(demoteScript({ port: 5432 }, 'h1', '10.0.0.12')).toContain("write_standby 'host=10.0.0.12 port=5432");
     expect(rejoinScript({ port: 5432 }, 'h1', '10.0.0.12')).toMatch(/pg_rewind -D "\$D" --source-server='host=10\.0\.0\.12 .*application_name=h1 connect_timeout=5 dbname=postgres' --config-file=\$C\/postgresql\.conf/);
     expect(rejoinScript({ port: 5432 }, 'h1', '10.0.0.12')).toContain('rm -f /var/lib/rtctl/postgres/fenced');
+    // --reclone: a fresh base backup through the host's slot instead of pg_rewind, then unfence.
+    const rc = recloneScript({ port: 5432 }, 'h1', '10.0.0.12');
+    expect(rc).toMatch(/base_backup 'host=10\.0\.0\.12 .*application_name=h1 connect_timeout=5' rtctl_h1\nrm -f \/var\/lib\/rtctl\/postgres\/fenced/);
+    expect(rc).not.toContain('pg_rewind');
     expect(promoteScript(['rtctl_h1', 'rtctl_h3'])).toContain('for s in rtctl_h1 rtctl_h3; do');
   });
 });
@@ -78,5 +82,16 @@ describe('db role changes: orchestration order', () => {
     const u = fakeCtx({ h1: 'unreachable', h2: 'replica', h3: 'replica' }, { h2: '0/3000000', h3: '1/0' });
     await expect(failover(u.ctx, 'h2', false)).rejects.toThrow('use --to h3, or --force');
     expect(await failover(u.ctx, 'h2', true)).toEqual({ fenced: [], unreachable: ['h1'] });
+  });
+
+  it('rejoin: pg_rewind by default; when that fails, says how to copy the host afresh; --reclone copies it', async () => {
+    const { ctx, calls } = fakeCtx({ h1: 'fenced', h2: 'primary', h3: 'replica' }, {});
+    await rejoin(ctx, 'h1');
+    expect(calls).toEqual(['h2:other', 'h1:rewind']);
+    const failing: DbCtx = { ...ctx, run: async (host, script, ms) => { if (script.includes('pg_rewind -D')) throw new Error('h1: h1 is not streaming from 10.0.0.12'); return ctx.run(host, script, ms); } };
+    await expect(rejoin(failing, 'h1')).rejects.toThrow('h1: h1 is not streaming from 10.0.0.12; if h1 lacks WAL the primary no longer keeps, copy it afresh: rtctl db rejoin h1 --reclone');
+    calls.length = 0;
+    await rejoin(ctx, 'h1', true);
+    expect(calls).toEqual(['h2:other', 'h1:other']);
   });
 });
