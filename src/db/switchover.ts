@@ -94,6 +94,15 @@ for s in ${slots.join(' ')}; do q "select pg_create_physical_replication_slot('$
 echo "timeline=$(q "select timeline_id from pg_control_checkpoint()")"`;
 }
 
+/** The end of every script that turns a host into a replica: streaming from the primary within SECS, or a failure naming both. */
+function streamingOrFail(host: string, primaryAddress: string, secs: number): string {
+  return `wait_streaming ${primaryAddress} ${secs} || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
+echo ok`;
+}
+
+/** A former primary's replication slots (copied with its data) that nobody uses any more. */
+const DROP_STALE_SLOTS = `q "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name like 'rtctl\\_%' and not active" >/dev/null || true`;
+
 /** A running (or stopped) replica follows a new primary: primary_conninfo (its own application_name) + reload, then streaming. */
 export function repointScript(ctx: Pick<DbCtx, 'port'>, host: string, primaryAddress: string): string {
   const ci = primaryConninfo(primaryAddress, ctx.port, host);
@@ -106,8 +115,7 @@ case "$r" in
   replica-down) write_standby '${ci}' ${slotName(host)}; systemctl start $U ;;
   *) echo "${host} is $r, not a replica" >&2; exit 1 ;;
 esac
-wait_streaming ${primaryAddress} 30 || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
-echo ok`;
+${streamingOrFail(host, primaryAddress, 30)}`;
 }
 
 /** The old primary (stopped cleanly) becomes a standby of the new one without rewind. */
@@ -117,9 +125,8 @@ export function demoteScript(ctx: Pick<DbCtx, 'port'>, host: string, primaryAddr
 systemctl stop $U
 write_standby '${ci}' ${slotName(host)}
 systemctl start $U
-q "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name like 'rtctl\\_%' and not active" >/dev/null || true
-wait_streaming ${primaryAddress} 30 || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
-echo ok`;
+${DROP_STALE_SLOTS}
+${streamingOrFail(host, primaryAddress, 30)}`;
 }
 
 /** Stop, pg_rewind against the primary, standby config, unfence, start, verify streaming. */
@@ -132,9 +139,8 @@ runuser -u postgres -- $B/pg_rewind -D "$D" --source-server='${ci} dbname=postgr
 write_standby '${ci}' ${slotName(host)}
 rm -f ${FENCE_MARKER}
 systemctl start $U
-q "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name like 'rtctl\\_%' and not active" >/dev/null || true
-wait_streaming ${primaryAddress} 60 || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
-echo ok`;
+${DROP_STALE_SLOTS}
+${streamingOrFail(host, primaryAddress, 60)}`;
 }
 
 /** `db rejoin --reclone`: stop, a fresh base backup through the host's slot, standby config, unfence, start, verify streaming. */
@@ -145,8 +151,7 @@ systemctl stop $U || true
 base_backup '${ci}' ${slotName(host)}
 rm -f ${FENCE_MARKER}
 systemctl start $U
-wait_streaming ${primaryAddress} 60 || { echo "${host} is not streaming from ${primaryAddress}" >&2; exit 1; }
-echo ok`;
+${streamingOrFail(host, primaryAddress, 60)}`;
 }
 
 /** Stop postgres and leave the fence marker: the unit's ExecStartPre refuses to start until `db rejoin`. */
