@@ -35,6 +35,9 @@ for e in json.load(sys.stdin):
   return r.stdout.split('\n').filter(Boolean).sort();
 }
 
+/** The addresses NAME resolves to through HOST's system resolver (so through Consul DNS), one per line, sorted. */
+const lookup = async (host: string, name: string) => (await ssh(lab, host, `getent ahostsv4 ${name} | cut -d" " -f1 | sort -u`)).stdout.trim();
+
 /** One request to the example service on h3 (it counts visits in the database it finds by name). */
 async function hello(): Promise<{ status: number; visits: number; body: string }> {
   const url = `http://${lab.hosts.find((x) => x.name === 'h3')!.address}:8080/`;
@@ -144,9 +147,9 @@ describe('postgres on a real lab', () => {
   it('registers the primary and the replicas in Consul by role; every host resolves them; the service writes through the name', async () => {
     const a = (h: string) => lab.hosts.find((x) => x.name === h)!.address;
     // The role checks run every 2 s: give the replicas' `primary` instances time to turn critical.
-    await expect.poll(async () => (await ssh(lab, 'h2', 'getent ahostsv4 replica.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim(), { timeout: 30_000, interval: 1_000 })
+    await expect.poll(async () => lookup('h2', 'replica.postgres.service.consul'), { timeout: 30_000, interval: 1_000 })
       .toBe([a('h2'), a('h3')].sort().join('\n'));
-    for (const h of ['h1', 'h2', 'h3']) expect((await ssh(lab, h, 'getent ahostsv4 primary.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim()).toBe(a('h1'));
+    for (const h of ['h1', 'h2', 'h3']) expect(await lookup(h, 'primary.postgres.service.consul')).toBe(a('h1'));
     expect(await consulRoles()).toEqual(['h1 postgres-primary passing', 'h1 postgres-replica critical', 'h2 postgres-primary critical', 'h2 postgres-replica passing', 'h3 postgres-primary critical', 'h3 postgres-replica passing']);
     const r1 = await hello();
     const r2 = await hello();
@@ -267,6 +270,21 @@ describe('postgres on a real lab', () => {
     return { total, failed, lastFailureAfterEndMs: lastFailure === 0 ? 0 : lastFailure - end!, tailOk };
   }
 
+  /**
+   * `db switchover --to TO` while rows are written on FROM (ids from FIRST_ID) and the example service takes a
+   * request every 100 ms: the switchover succeeds, and the untouched service answers again within 10 s of its end.
+   */
+  async function switchoverUnderLoad(from: string, to: string, firstId: number) {
+    const sw = rtctl(['db', 'switchover', '--to', to]);
+    const [acked, traffic] = await Promise.all([writeDuring(from, firstId, sw), trafficDuring(sw)]);
+    const result = await sw;
+    expect(result.code, result.all).toBe(0);
+    console.log(`service through switchover ${from} -> ${to}: ${traffic.total} requests, ${traffic.failed} failed, last failure ${traffic.lastFailureAfterEndMs} ms after the switchover ended`);
+    expect(traffic.tailOk).toBeGreaterThanOrEqual(10);
+    expect(traffic.lastFailureAfterEndMs).toBeLessThan(10_000);
+    return { acked, traffic, result };
+  }
+
   it('switches over to h2 and back to h1 with no lost writes; the service follows the primary by name', async () => {
     await sql('h1', 'create table sw_rows(id int primary key); insert into sw_rows select generate_series(1, 100)');
     const visits = async (h: string) => {
@@ -275,16 +293,10 @@ describe('postgres on a real lab', () => {
       return Number(v);
     };
     const visitsBefore = await visits('h1');
-    const sw1 = rtctl(['db', 'switchover', '--to', 'h2']);
-    const [acked1, t1] = await Promise.all([writeDuring('h1', 1001, sw1), trafficDuring(sw1)]);
-    const r1 = await sw1;
-    expect(r1.code, r1.all).toBe(0);
-    console.log(`service through switchover h1 -> h2: ${t1.total} requests, ${t1.failed} failed, last failure ${t1.lastFailureAfterEndMs} ms after the switchover ended`);
+    const { acked: acked1, traffic: t1, result: r1 } = await switchoverUnderLoad('h1', 'h2', 1001);
     // The service was never touched: it found h2 by name and writes there (a replica would refuse the write).
-    expect(t1.tailOk).toBeGreaterThanOrEqual(10);
-    expect(t1.lastFailureAfterEndMs).toBeLessThan(10_000);
     const a2 = lab.hosts.find((x) => x.name === 'h2')!.address;
-    expect((await ssh(lab, 'h3', 'getent ahostsv4 primary.postgres.service.consul | cut -d" " -f1 | sort -u')).stdout.trim()).toBe(a2);
+    expect(await lookup('h3', 'primary.postgres.service.consul')).toBe(a2);
     expect(await visits('h2')).toBeGreaterThanOrEqual(visitsBefore + t1.total - t1.failed);
     // A clean switchover: the old primary follows the new timeline without pg_rewind.
     expect(r1.err).not.toContain('pg_rewind');
@@ -296,13 +308,7 @@ describe('postgres on a real lab', () => {
     expect(await sql('h2', `select count(*) from sw_rows where id = any('{${acked1.join(',')}}')`)).toBe(String(acked1.length));
     await sql('h2', 'insert into sw_rows select generate_series(101, 200)');
 
-    const sw2 = rtctl(['db', 'switchover', '--to', 'h1']);
-    const [acked2, t2] = await Promise.all([writeDuring('h2', 2001, sw2), trafficDuring(sw2)]);
-    const r2 = await sw2;
-    expect(r2.code, r2.all).toBe(0);
-    console.log(`service through switchover h2 -> h1: ${t2.total} requests, ${t2.failed} failed, last failure ${t2.lastFailureAfterEndMs} ms after the switchover ended`);
-    expect(t2.tailOk).toBeGreaterThanOrEqual(10);
-    expect(t2.lastFailureAfterEndMs).toBeLessThan(10_000);
+    const { acked: acked2, result: r2 } = await switchoverUnderLoad('h2', 'h1', 2001);
     expect(r2.err).not.toContain('pg_rewind');
     st = await dbStatus();
     expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'primary'], ['h2', 'replica'], ['h3', 'replica']]);
