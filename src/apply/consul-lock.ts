@@ -1,6 +1,8 @@
 /**
  * The cluster-wide apply lock, once Consul runs: a Consul session (TTL, renewed while the apply runs, deleted
- * with its lock if rtctl dies) holding the KV key `rtctl/apply-lock`. Applies from different machines — a CI job
+ * with its lock if rtctl dies) holding the KV key `rtctl/apply-lock`. The session has no node checks: a Consul
+ * restart on the host it was taken through (the apply itself may restart it) must not drop the lock; only the
+ * TTL ends it, and Consul invalidates a session up to twice its TTL after the last renewal. Applies from different machines — a CI job
  * and a laptop — exclude each other, whatever hosts they target. Talks to the local agent of the first Consul
  * server that answers, over that host's existing SSH connection; the management token stays on the server
  * (sent to curl on stdin, never in argv).
@@ -11,7 +13,9 @@ import type { LockInfo } from '../facts/probe.js';
 import { sh } from '../util/shell.js';
 
 export const LOCK_KEY = 'rtctl/apply-lock';
-const TTL_SECONDS = 60;
+const TTL_SECONDS = 30;
+/** Consul's servers invalidate a session at twice its TTL after the last renewal (sessionTTLMultiplier). */
+export const LOCK_EXPIRY_SECONDS = 2 * TTL_SECONDS;
 
 /** curl to the local agent with the management token as a header read from stdin; `path` may use $sid. */
 const CURL = (method: string, path: string, body?: string) =>
@@ -36,48 +40,36 @@ export class ConsulLock {
    * holder when another apply has it.
    */
   static async acquire(servers: Executor[], info: LockInfo, warn: (line: string) => void = () => {}): Promise<ConsulLock | undefined> {
-    const problems: string[] = [];
-    for (const ex of servers) {
-      let out: string;
-      try {
-        await ex.connect();
-        const r = await ex.run(['sh', '-c', `${READY}
-sid=$(${CURL('PUT', '/v1/session/create', JSON.stringify({ Name: `rtctl apply ${info.run}`, TTL: `${TTL_SECONDS}s`, Behavior: 'delete', LockDelay: '1s' }))} | sed -n 's/.*"ID": *"\\([^"]*\\)".*/\\1/p') || exit 1
+    const { answer, problems } = await firstServer(servers, `${READY}
+sid=$(${CURL('PUT', '/v1/session/create', JSON.stringify({ Name: `rtctl apply ${info.run}`, TTL: `${TTL_SECONDS}s`, Behavior: 'delete', LockDelay: '1s', Checks: [], NodeChecks: [] }))} | sed -n 's/.*"ID": *"\\([^"]*\\)".*/\\1/p') || exit 1
 [ -n "$sid" ] || { echo "@error no session"; exit 0; }
 got=$(${CURL('PUT', `/v1/kv/${LOCK_KEY}?acquire=$sid`, JSON.stringify(info))})
 if [ "$got" = true ]; then echo "@held $sid"; else
   echo "@busy $(${CURL('GET', `/v1/kv/${LOCK_KEY}?raw`)})"
   ${CURL('PUT', '/v1/session/destroy/$sid')} >/dev/null
-fi`]);
-        out = r.stdout.trim();
-        if (r.code !== 0) {
-          problems.push(`${ex.host}: ${(r.stderr.trim().split('\n').pop() ?? '') || `exit ${r.code}`}`);
-          continue;
-        }
-      } catch (err) {
-        problems.push(`${ex.host}: ${(err as Error).message}`);
-        continue;
+fi`);
+    const held = answer && /^@held (\S+)/m.exec(answer.out);
+    if (answer && held) {
+      const lock = new ConsulLock(answer.ex, held[1]!);
+      lock.timer = setInterval(() => void lock.renew(), (TTL_SECONDS / 3) * 1000);
+      lock.timer.unref();
+      return lock;
+    }
+    const busy = answer && /^@busy (.*)$/m.exec(answer.out);
+    if (busy) {
+      let holder: Partial<LockInfo> = {};
+      try {
+        holder = JSON.parse(busy[1]!) as Partial<LockInfo>;
+      } catch {
+        /* an unreadable value still means: locked */
       }
-      if (out.startsWith('@none')) continue;
-      const held = /^@held (\S+)/m.exec(out);
-      if (held) {
-        const lock = new ConsulLock(ex, held[1]!);
-        lock.timer = setInterval(() => void lock.renew(), (TTL_SECONDS / 3) * 1000);
-        lock.timer.unref();
-        return lock;
-      }
-      const busy = /^@busy (.*)$/m.exec(out);
-      if (busy) {
-        let holder: Partial<LockInfo> = {};
-        try {
-          holder = JSON.parse(busy[1]!) as Partial<LockInfo>;
-        } catch {
-          /* an unreadable value still means: locked */
-        }
-        throw new LockError(`the platform is locked in Consul (${LOCK_KEY}) by ${holder.by ?? 'unknown'} (pid ${holder.pid ?? '?'}, run ${holder.run ?? '?'}) since ${holder.since ?? '?'}; it is released when that apply ends, or ${TTL_SECONDS} s after it died`);
-      }
+      throw new LockError(
+        `the platform is locked in Consul (${LOCK_KEY}) by ${holder.by ?? 'unknown'} (pid ${holder.pid ?? '?'}, run ${holder.run ?? '?'}) since ${holder.since ?? '?'}; ` +
+          `it is released when that apply ends, or at most ${LOCK_EXPIRY_SECONDS} s after it died; if it died, \`rtctl unlock --cluster ${holder.run ?? 'RUN'}\` removes it now`,
+      );
     }
     // Consul running but the lock could not be taken: say so, and go on with the per-host locks only.
+    if (answer) problems.push(`${answer.ex.host}: ${answer.out.replace(/^@error /, '')}`);
     if (problems.length) warn(`warning: no cluster-wide lock in Consul (${problems.join('; ')}); relying on per-host locks`);
     return undefined;
   }
@@ -92,4 +84,66 @@ fi`]);
       .run(['sh', '-c', `${CURL('PUT', `/v1/kv/${LOCK_KEY}?release=${this.session}`)} >/dev/null; ${CURL('PUT', `/v1/session/destroy/${this.session}`)} >/dev/null`])
       .catch(() => undefined);
   }
+
+  /**
+   * `rtctl unlock --cluster RUN`: removes the Consul lock of a dead apply, only if run `run` holds it (like
+   * `terraform force-unlock ID`: naming the run keeps it from removing a live apply's lock by mistake).
+   * Destroying the holder's session deletes the key (Behavior delete). Returns the holder removed, or undefined
+   * when the platform is not locked.
+   */
+  static async forceRelease(servers: Executor[], run: string): Promise<Partial<LockInfo> | undefined> {
+    const { answer, problems } = await firstServer(servers, `${READY}
+out=$(${CURL('GET', `/v1/kv/${LOCK_KEY}`)} 2>&1) && echo "@kv $out" || case "$out" in *404*) echo "@free" ;; *) echo "$out" >&2; exit 1 ;; esac`);
+    if (!answer) throw new LockError(problems.length ? `no Consul server answered (${problems.join('; ')})` : 'Consul runs on no server yet: there is no cluster lock');
+    if (answer.out.startsWith('@free')) return undefined;
+    const kv = parseLockEntry(answer.out.replace(/^@kv /, ''));
+    if (kv.holder.run !== run) {
+      throw new LockError(`the Consul lock (${LOCK_KEY}) is held by run ${kv.holder.run ?? '?'} (${kv.holder.by ?? 'unknown'}, pid ${kv.holder.pid ?? '?'}), not ${run}; nothing removed`);
+    }
+    const del = `${CURL('DELETE', `/v1/kv/${LOCK_KEY}?cas=${kv.index}`)} >/dev/null`;
+    const r = await answer.ex.run(['sh', '-c', kv.session ? `${CURL('PUT', `/v1/session/destroy/${kv.session}`)} >/dev/null && ${del}` : del]);
+    if (r.code !== 0) throw new LockError(`${answer.ex.host}: could not remove the Consul lock: ${r.stderr.trim() || `exit ${r.code}`}`);
+    return kv.holder;
+  }
+}
+
+/**
+ * Runs `script` on the first Consul server that answers it; a script printing `@none` (Consul not running
+ * there) passes to the next. Returns that server's output, or none, with what went wrong on the others.
+ */
+async function firstServer(servers: Executor[], script: string): Promise<{ answer?: { ex: Executor; out: string }; problems: string[] }> {
+  const problems: string[] = [];
+  for (const ex of servers) {
+    try {
+      await ex.connect();
+      const r = await ex.run(['sh', '-c', script]);
+      if (r.code !== 0) {
+        problems.push(`${ex.host}: ${(r.stderr.trim().split('\n').pop() ?? '') || `exit ${r.code}`}`);
+        continue;
+      }
+      const out = r.stdout.trim();
+      if (!out.startsWith('@none')) return { answer: { ex, out }, problems };
+    } catch (err) {
+      problems.push(`${ex.host}: ${(err as Error).message}`);
+    }
+  }
+  return { problems };
+}
+
+/** One `GET /v1/kv/KEY` answer: the holder (the value, JSON in base64), its session and modify index. */
+export function parseLockEntry(json: string): { holder: Partial<LockInfo>; session?: string; index: number } {
+  let entry: { Value?: string | null; Session?: string; ModifyIndex?: number } = {};
+  try {
+    entry = (JSON.parse(json) as (typeof entry)[])[0] ?? {};
+  } catch {
+    throw new LockError(`unreadable answer from Consul for ${LOCK_KEY}: ${json.slice(0, 200)}`);
+  }
+  let holder: Partial<LockInfo> = {};
+  try {
+    holder = JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString('utf8')) as Partial<LockInfo>;
+  } catch {
+    /* an unreadable value: no holder details */
+  }
+  const session = entry.Session && /^[0-9a-f-]{36}$/.test(entry.Session) ? entry.Session : undefined;
+  return { holder, ...(session ? { session } : {}), index: Number(entry.ModifyIndex ?? 0) };
 }

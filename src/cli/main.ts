@@ -118,9 +118,10 @@ export async function main(argv: string[]): Promise<void> {
 
   program
     .command('unlock')
-    .description('remove a stale apply lock from hosts')
-    .argument('<hosts...>', 'host names')
+    .description('remove the apply locks a dead rtctl left: on the hosts named, and in Consul with --cluster')
+    .argument('[hosts...]', 'host names')
     .option('-f, --file <path>', 'platform file', 'platform.yaml')
+    .option('--cluster <run>', 'also remove the platform-wide lock in Consul, if this run holds it (the run id in the lock message)')
     .option('--accept-new-host-keys', 'add unknown host keys to known_hosts', false)
     .action(async (hosts, opts) => (await import('./unlock.js')).unlockCommand(hosts, opts));
 

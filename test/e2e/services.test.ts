@@ -268,12 +268,28 @@ describe('services on the lab', () => {
     expect(await instance('h3')).toBe('1.0.0\nactive');
     const unlock = await rtctl(['unlock', 'h1', 'h2', 'h3', 'h4']);
     expect(unlock.code, unlock.all).toBe(0);
-    // The Consul recipe's platform-wide lock (Consul KV) expires 60 s after its holder died.
-    let r = await rtctl(['apply', '--auto-approve']);
-    for (let i = 0; i < 20 && r.err.includes('locked in Consul'); i++) {
-      await new Promise((res) => setTimeout(res, 5000));
-      r = await rtctl(['apply', '--auto-approve']);
-    }
+    // The Consul recipe's platform-wide lock (Consul KV) outlives the killed rtctl (until its session's TTL runs
+    // out): the next apply is refused, naming the run; `unlock --cluster` removes it for that run id only.
+    const run = /"run":"([0-9a-f]+)"/.exec(unlock.out)?.[1];
+    expect(run, unlock.out).toBeDefined();
+    // The dead apply's session: TTL 30 s and no node checks (a Consul restart on its server must not drop a live lock).
+    const sessions = JSON.parse(await root('h2', 'curl -sf -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" http://127.0.0.1:8500/v1/session/list')) as { Name: string; TTL: string; Checks?: string[] | null; NodeChecks?: string[] | null }[];
+    const mine = sessions.find((x) => x.Name === `rtctl apply ${run}`);
+    expect(mine, JSON.stringify(sessions)).toBeDefined();
+    expect(mine!.TTL).toBe('30s');
+    expect([...(mine!.Checks ?? []), ...(mine!.NodeChecks ?? [])]).toEqual([]);
+    const refused = await rtctl(['apply', '--auto-approve']);
+    expect(refused.code, refused.all).not.toBe(0);
+    expect(refused.err).toContain(`locked in Consul (rtctl/apply-lock) by root@`);
+    expect(refused.err).toContain(`rtctl unlock --cluster ${run}`);
+    const wrong = await rtctl(['unlock', '--cluster', 'deadbeef']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.err).toContain(`held by run ${run}`);
+    expect(wrong.err).toContain('nothing removed');
+    const forced = await rtctl(['unlock', '--cluster', run!]);
+    expect(forced.code, forced.all).toBe(0);
+    expect(forced.out).toContain(`consul: removed lock rtctl/apply-lock of run ${run}`);
+    const r = await rtctl(['apply', '--auto-approve']);
     expect(r.code, r.all).toBe(0);
     expect(r.out).not.toContain('h2 ~ exec:service-hello@8080');
     for (const h of ['h2', 'h3', 'h4']) expect(await instance(h)).toBe('4.0.0\nactive');
