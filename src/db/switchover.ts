@@ -235,11 +235,16 @@ export async function switchover(ctx: DbCtx, to: string): Promise<void> {
   }
 }
 
-export async function failover(ctx: DbCtx, to: string, force: boolean): Promise<{ fenced: string[]; unreachable: string[] }> {
+/**
+ * Promotes `to` with the primary lost. `lostBytes`: WAL the best replica had received and `to` had not — the
+ * acknowledged writes a forced promotion gives up (0 when `to` is the best replica).
+ */
+export async function failover(ctx: DbCtx, to: string, force: boolean): Promise<{ fenced: string[]; unreachable: string[]; lostBytes: number }> {
   const probes = await probeAll(ctx);
   const running = probes.filter((p) => p.role === 'primary' || p.role === 'standalone');
   if (running.length > 0) throw new RtctlError(`${running.map((p) => p.host).join(', ')} is a running primary: use rtctl db switchover --to ${to}`);
-  checkTarget(probes, to, force);
+  const { best, behindBytes } = checkTarget(probes, to, force);
+  if (behindBytes > 0n) ctx.log(`warning: ${to} is ${behindBytes} bytes of WAL behind ${best}: those writes are lost; ${best} is rewound to follow ${to}`);
   const fenced: string[] = [];
   const unreachable = probes.filter((p) => !p.reachable).map((p) => p.host);
   for (const p of probes.filter((x) => x.reachable && x.role !== 'replica')) {
@@ -249,7 +254,7 @@ export async function failover(ctx: DbCtx, to: string, force: boolean): Promise<
   }
   for (const h of unreachable) ctx.log(`warning: ${h} is unreachable, not fenced now; its start-time fence check refuses to start it as a primary while ${to} is one`);
   await promoteAndRepoint(ctx, to, probes.filter((p) => p.role === 'replica' && p.host !== to).map((p) => p.host));
-  return { fenced, unreachable };
+  return { fenced, unreachable, lostBytes: Number(behindBytes) };
 }
 
 /** The old primary (or a replica that can't stream) becomes a replica: pg_rewind, or with `reclone` a fresh base backup. */

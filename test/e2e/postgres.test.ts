@@ -397,6 +397,36 @@ describe('postgres on a real lab', () => {
     expect(st.hosts[0]!.replicas.map((x) => [x.name, x.state])).toEqual([['h2', 'streaming'], ['h3', 'streaming']]);
   }, 300_000);
 
+  it('fails over with --force to a replica far behind: the writes it lacked are lost and reported, the replica that had them is rewound to follow', async () => {
+    // h3 is cut off while h1 writes ~40 MB (h2 is the synchronous standby and receives it all); h1 dies.
+    await setLink(LAB, 'h3', false);
+    try {
+      await sql('h1', "create table forced_rows as select g as id, repeat('x', 100) as v from generate_series(1, 300000) g");
+      await ssh(lab, 'h1', 'sudo sh -c \'kill -9 "$(head -1 /var/lib/postgresql/15/main/postmaster.pid)"\'');
+    } finally {
+      await setLink(LAB, 'h3', true);
+    }
+    const fo = await rtctl(['db', 'failover', '--to', 'h3', '--force', '--json']);
+    expect(fo.code, fo.all).toBe(0);
+    const j = JSON.parse(fo.out) as { failover: { to: string; fenced: string[]; lostBytes: number }; hosts: { host: string; role: string; replicas: { name: string; state: string }[] }[] };
+    console.log(`forced failover to h3: ${j.failover.lostBytes} bytes of WAL given up; ${fo.err.trim().split('\n').join(' | ')}`);
+    expect(j.failover.lostBytes).toBeGreaterThan(16 * 1024 * 1024);
+    expect(fo.err).toContain(`warning: h3 is ${j.failover.lostBytes} bytes of WAL behind h2: those writes are lost`);
+    expect(j.failover.fenced).toEqual(['h1']);
+    // h2 had WAL past the point where h3's timeline forks: it can't just follow, failover rewinds it.
+    expect(fo.err).toContain('h2 does not stream after re-pointing');
+    expect(j.hosts.find((h) => h.host === 'h3')!.role).toBe('primary');
+    expect(j.hosts.find((h) => h.host === 'h2')!.role).toBe('replica');
+    for (const h of ['h2', 'h3']) expect(await sql(h, "select to_regclass('forced_rows') is null")).toBe('t');
+    expect(await sql('h3', 'select count(*) from far_rows')).toBe('300000');
+    const rj = await rtctl(['db', 'rejoin', 'h1']);
+    expect(rj.code, rj.all).toBe(0);
+    expect(await sql('h1', "select to_regclass('forced_rows') is null")).toBe('t');
+    const st = await dbStatus();
+    expect(st.hosts.map((h) => [h.host, h.role])).toEqual([['h1', 'replica'], ['h2', 'replica'], ['h3', 'primary']]);
+    expect(st.hosts[2]!.replicas.map((x) => [x.name, x.state])).toEqual([['h1', 'streaming'], ['h2', 'streaming']]);
+  }, 300_000);
+
   it('plans no changes after the role changes (the plan does not undo them)', async () => {
     const r = await rtctl(['plan', '--detailed-exitcode']);
     expect(r.code, r.all).toBe(0);
