@@ -244,7 +244,7 @@ export async function failover(ctx: DbCtx, to: string, force: boolean): Promise<
   const running = probes.filter((p) => p.role === 'primary' || p.role === 'standalone');
   if (running.length > 0) throw new RtctlError(`${running.map((p) => p.host).join(', ')} is a running primary: use rtctl db switchover --to ${to}`);
   const { best, behindBytes } = checkTarget(probes, to, force);
-  if (behindBytes > 0n) ctx.log(`warning: ${to} is ${behindBytes} bytes of WAL behind ${best}: those writes are lost; ${best} is rewound to follow ${to}`);
+  if (behindBytes > 0n) ctx.log(`warning: ${to} is ${behindBytes} bytes of WAL behind ${best}: those writes are lost; ${best} is rewound (pg_rewind) if it can't follow ${to}`);
   const fenced: string[] = [];
   const unreachable = probes.filter((p) => !p.reachable).map((p) => p.host);
   for (const p of probes.filter((x) => x.reachable && x.role !== 'replica')) {

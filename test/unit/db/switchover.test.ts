@@ -77,11 +77,14 @@ describe('db role changes: orchestration order', () => {
   it('failover: refuses while a primary runs, fences a reachable old primary, refuses a far-behind target', async () => {
     await expect(failover(fakeCtx({ h1: 'primary', h2: 'replica', h3: 'replica' }, {}).ctx, 'h2', false)).rejects.toThrow('h1 is a running primary: use rtctl db switchover --to h2');
     const f = fakeCtx({ h1: 'down', h2: 'replica', h3: 'replica' }, { h2: '0/3000000', h3: '0/3000000' });
-    expect(await failover(f.ctx, 'h3', false)).toEqual({ fenced: ['h1'], unreachable: [] });
+    expect(await failover(f.ctx, 'h3', false)).toEqual({ fenced: ['h1'], unreachable: [], lostBytes: 0 });
     expect(f.calls).toEqual(['h1:fence', 'h3:promote', 'h2:repoint']);
     const u = fakeCtx({ h1: 'unreachable', h2: 'replica', h3: 'replica' }, { h2: '0/3000000', h3: '1/0' });
     await expect(failover(u.ctx, 'h2', false)).rejects.toThrow('use --to h3, or --force');
-    expect(await failover(u.ctx, 'h2', true)).toEqual({ fenced: [], unreachable: ['h1'] });
+    // Forced: the WAL h2 lacks (1/0 - 0/3000000) is reported as lost, and said on the log.
+    const logged: string[] = [];
+    expect(await failover({ ...u.ctx, log: (l) => logged.push(l) }, 'h2', true)).toEqual({ fenced: [], unreachable: ['h1'], lostBytes: 0x1_0000_0000 - 0x300_0000 });
+    expect(logged[0]).toBe(`warning: h2 is ${0x1_0000_0000 - 0x300_0000} bytes of WAL behind h3: those writes are lost; h3 is rewound (pg_rewind) if it can't follow h2`);
   });
 
   it('rejoin: pg_rewind by default; when that fails, says how to copy the host afresh; --reclone copies it', async () => {
