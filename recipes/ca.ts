@@ -1,7 +1,8 @@
 /**
  * An internal certificate authority made on the operator's side, as generated secrets (recipes/types.ts):
  * a CA and leaf certificates signed by it, ECDSA P-256, written once under `.rtctl/secrets/<dir>/` and reused.
- * Written for PostgreSQL; nothing in it is PostgreSQL-specific, so other recipes (Consul's TLS) can use it.
+ * PostgreSQL's and Consul's TLS use these files; HAProxy's listener certificates (recipes/haproxy-certs.ts) keep
+ * their own file layout but are made by the same functions (selfSignedCa, issueLeaf).
  *
  * Files per CA dir: `ca.pem` (private key + certificate: never sent to a host), `ca.crt` (the certificate);
  * per leaf `<name>`: `<name>.pem` (key + certificate), `<name>.crt`, `<name>.key`.
@@ -26,8 +27,16 @@ export interface LeafSpec {
   days?: number;
 }
 
-function pemKey(der: ArrayBuffer): string {
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+/** The certificate and the key of a combined PEM (`<key><cert>`). */
+export function splitPem(pem: string): { cert: string; key: string } {
+  const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(pem)?.[0] ?? '';
+  const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(pem)?.[0] ?? '';
+  return { cert: cert.endsWith('\n') ? cert : `${cert}\n`, key: key.endsWith('\n') ? key : `${key}\n` };
+}
+
+/** A PKCS#8 PEM of a private key. */
+export async function keyPem(k: CryptoKey): Promise<string> {
+  return `${x509.PemConverter.encode(await globalThis.crypto.subtle.exportKey('pkcs8', k), 'PRIVATE KEY')}\n`;
 }
 
 function serial(): string {
@@ -36,25 +45,83 @@ function serial(): string {
   return Buffer.from(b).toString('hex');
 }
 
-/** The certificate and the key of a combined PEM (`<key><cert>`). */
-export function splitPem(pem: string): { cert: string; key: string } {
-  const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(pem)?.[0] ?? '';
-  const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(pem)?.[0] ?? '';
-  return { cert: cert.endsWith('\n') ? cert : `${cert}\n`, key: key.endsWith('\n') ? key : `${key}\n` };
+/** A new ECDSA P-256 key pair. */
+export const newKeyPair = async () => (await globalThis.crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+
+/**
+ * The key pair of a PEM holding a PKCS#8 EC private key (alone or with certificates). WebCrypto can't derive a
+ * public key from a private one; an EC private key's JWK carries x and y.
+ */
+export async function importKeyPair(pem: string): Promise<CryptoKeyPair> {
+  const der = x509.PemConverter.decode(splitPem(pem).key)[0]!;
+  const privateKey = await globalThis.crypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
+  const jwk = await globalThis.crypto.subtle.exportKey('jwk', privateKey);
+  delete jwk.d;
+  jwk.key_ops = ['verify'];
+  return { privateKey, publicKey: await globalThis.crypto.subtle.importKey('jwk', jwk, ALG, true, ['verify']) };
 }
 
-function expiresWithin(pem: string, days: number, now: Date): boolean {
+/** A self-signed CA certificate (10 years; path length 0) for `keys`, or for a new key pair. */
+export async function selfSignedCa(commonName: string, now: Date, keys?: CryptoKeyPair): Promise<{ keys: CryptoKeyPair; cert: x509.X509Certificate }> {
+  const k = keys ?? (await newKeyPair());
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(now.getTime() - 3_600_000),
+    notAfter: new Date(now.getTime() + 3650 * DAY),
+    keys: k,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(k.publicKey),
+    ],
+  });
+  return { keys: k, cert };
+}
+
+export interface LeafRequest {
+  commonName: string;
+  dns: string[];
+  ips: string[];
+  days: number;
+  /** Also a TLS client certificate (Consul agents, PostgreSQL); server-only otherwise (HAProxy listeners). */
+  client: boolean;
+}
+
+/** A new key pair and its leaf certificate signed by the CA (`caCert` with its private key `caKey`). */
+export async function issueLeaf(caCert: x509.X509Certificate, caKey: CryptoKey, req: LeafRequest, now: Date): Promise<{ keys: CryptoKeyPair; cert: x509.X509Certificate }> {
+  const keys = await newKeyPair();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${req.commonName}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now.getTime() - 3_600_000),
+    notAfter: new Date(now.getTime() + req.days * DAY),
+    signingKey: caKey,
+    publicKey: keys.publicKey,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (req.client ? x509.KeyUsageFlags.keyAgreement : 0), true),
+      new x509.ExtendedKeyUsageExtension(req.client ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([
+        ...req.dns.map((value) => ({ type: 'dns' as const, value })),
+        ...req.ips.map((value) => ({ type: 'ip' as const, value })),
+      ]),
+    ],
+  });
+  return { keys, cert };
+}
+
+/** True when the (first) certificate in `pem` expires within `days`, or can't be read. */
+export function expiresWithin(pem: string, days: number, now: Date): boolean {
   try {
     const cert = new x509.X509Certificate(splitPem(pem).cert);
     return cert.notAfter.getTime() - now.getTime() < days * DAY;
   } catch {
     return true;
   }
-}
-
-async function importKey(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decode(splitPem(pem).key)[0]!;
-  return globalThis.crypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
 }
 
 /** Secrets for a CA under `dir` (e.g. `.rtctl/secrets/postgres`): `ca.pem` and `ca.crt`. */
@@ -64,21 +131,8 @@ export function caSecrets(dir: string, commonName: string): GeneratedSecret[] {
     {
       path: combined,
       async generate(_read, now) {
-        const keys = (await globalThis.crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-        const cert = await x509.X509CertificateGenerator.createSelfSigned({
-          serialNumber: serial(),
-          name: `CN=${commonName}`,
-          notBefore: new Date(now.getTime() - 3_600_000),
-          notAfter: new Date(now.getTime() + 3650 * DAY),
-          keys,
-          signingAlgorithm: ALG,
-          extensions: [
-            new x509.BasicConstraintsExtension(true, 0, true),
-            new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-            await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-          ],
-        });
-        return `${pemKey(await globalThis.crypto.subtle.exportKey('pkcs8', keys.privateKey))}\n${cert.toString('pem')}\n`;
+        const { keys, cert } = await selfSignedCa(commonName, now);
+        return `${await keyPem(keys.privateKey)}${cert.toString('pem')}\n`;
       },
     },
     { path: `${dir}/ca.crt`, generate: async (read) => splitPem(await read(combined)).cert, derived: true },
@@ -93,28 +147,9 @@ export function leafSecrets(dir: string, spec: LeafSpec): GeneratedSecret[] {
       path: combined,
       async generate(read, now) {
         const ca = await read(`${dir}/ca.pem`);
-        const caCert = new x509.X509Certificate(splitPem(ca).cert);
-        const keys = (await globalThis.crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-        const cert = await x509.X509CertificateGenerator.create({
-          serialNumber: serial(),
-          subject: `CN=${spec.commonName}`,
-          issuer: caCert.subject,
-          notBefore: new Date(now.getTime() - 3_600_000),
-          notAfter: new Date(now.getTime() + (spec.days ?? 825) * DAY),
-          signingKey: await importKey(ca),
-          publicKey: keys.publicKey,
-          signingAlgorithm: ALG,
-          extensions: [
-            new x509.BasicConstraintsExtension(false, undefined, true),
-            new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-            new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-            new x509.SubjectAlternativeNameExtension([
-              ...spec.dns.map((value) => ({ type: 'dns' as const, value })),
-              ...spec.ips.map((value) => ({ type: 'ip' as const, value })),
-            ]),
-          ],
-        });
-        return `${pemKey(await globalThis.crypto.subtle.exportKey('pkcs8', keys.privateKey))}\n${cert.toString('pem')}\n`;
+        const req = { commonName: spec.commonName, dns: spec.dns, ips: spec.ips, days: spec.days ?? 825, client: true };
+        const { keys, cert } = await issueLeaf(new x509.X509Certificate(splitPem(ca).cert), (await importKeyPair(ca)).privateKey, req, now);
+        return `${await keyPem(keys.privateKey)}${cert.toString('pem')}\n`;
       },
       stale: (value, now) => expiresWithin(value, RENEW_DAYS, now),
     },
