@@ -60,7 +60,7 @@ async function dbStatus(): Promise<{ hosts: { host: string; role: string; timeli
 
 const sql = async (host: string, q: string, db = 'postgres') => (await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -A -t -d ${db} -c "${q}"`)).stdout.trim();
 
-function writePlatform(settings = 'shared_buffers: 64MB\n    work_mem: 8MB') {
+function writePlatform(settings = 'shared_buffers: 64MB\n    work_mem: 8MB', replication = '{ mode: sync, standbys: 1 }') {
   const p = lab.gateway.replace(/\.1$/, '.');
   writeFileSync(join(work, 'platform.yaml'), `version: 1
 name: pg
@@ -95,7 +95,7 @@ services:
 database:
   primary: h1
   replicas: [h2, h3]
-  replication: { mode: sync, standbys: 1 }
+  replication: ${replication}
   settings:
     ${settings}
   roles:
@@ -222,6 +222,40 @@ describe('postgres on a real lab', () => {
     for (const h of ['h2', 'h3']) expect(await sql(h, 'select status from pg_stat_wal_receiver')).toBe('streaming');
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
   }, 300_000);
+
+  it('switches to asynchronous replication and back with a reload: commits stop waiting for a replica, then wait again', async () => {
+    const settings = 'shared_buffers: 96MB\n    work_mem: 32MB\n    max_connections: 90';
+    const started = async (h: string) => await sql(h, 'select pg_postmaster_start_time()');
+    const before = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    const states = () => sql('h1', "select string_agg(application_name || '=' || sync_state, ',' order by application_name) from pg_stat_replication");
+    expect(await states()).toBe('h2=quorum,h3=quorum');
+    writePlatform(settings, '{ mode: async }');
+    const plan = await rtctl(['plan']);
+    expect(plan.out).toContain('reload: synchronous_standby_names');
+    expect(plan.out).not.toContain('restart (postmaster context)');
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code, r.all).toBe(0);
+    expect(await sql('h1', 'show synchronous_standby_names')).toBe('');
+    await expect.poll(states, { timeout: 10_000, interval: 500 }).toBe('h2=async,h3=async');
+    // With both replicas cut off, a commit on the primary returns at once (in sync mode it would wait).
+    await sql('h1', 'create table async_rows (id int)');
+    await Promise.all(['h2', 'h3'].map((h) => setLink(LAB, h, false)));
+    try {
+      const w = await ssh(lab, 'h1', 'sudo timeout 10 runuser -u postgres -- psql -X -q -A -t -c "insert into async_rows values (1)"; echo rc=$?');
+      expect(w.stdout).toContain('rc=0');
+    } finally {
+      await Promise.all(['h2', 'h3'].map((h) => setLink(LAB, h, true)));
+    }
+    await expect.poll(states, { timeout: 30_000, interval: 500 }).toBe('h2=async,h3=async');
+    writePlatform(settings);
+    const back = await rtctl(['apply', '--auto-approve']);
+    expect(back.code, back.all).toBe(0);
+    expect(await sql('h1', 'show synchronous_standby_names')).toBe('ANY 1 ("h1", "h2", "h3")');
+    await expect.poll(states, { timeout: 10_000, interval: 500 }).toBe('h2=quorum,h3=quorum');
+    for (const h of ['h2', 'h3']) expect(await sql(h, 'select count(*) from async_rows')).toBe('1');
+    expect(await Promise.all(['h1', 'h2', 'h3'].map(started))).toEqual(before);
+    expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
+  }, 180_000);
 
   it('starts an interrupted base backup again, cleanly, on the next apply', async () => {
     // What a killed pg_basebackup leaves: the marker, the server stopped, a half-filled data dir.
