@@ -16,6 +16,8 @@ export const LOCK_KEY = 'rtctl/apply-lock';
 const TTL_SECONDS = 30;
 /** Consul's servers invalidate a session at twice its TTL after the last renewal (sessionTTLMultiplier). */
 export const LOCK_EXPIRY_SECONDS = 2 * TTL_SECONDS;
+/** How long to retry a lock nobody holds but Consul refuses (its lock-delay after an invalidated holder). */
+const LOCK_DELAY_WAIT = 20;
 
 /** curl to the local agent with the management token as a header read from stdin; `path` may use $sid. */
 const CURL = (method: string, path: string, body?: string) =>
@@ -28,10 +30,14 @@ export class ConsulLock {
   private timer?: NodeJS.Timeout;
   private readonly ex: Executor;
   private readonly session: string;
+  private readonly warn: (line: string) => void;
+  /** Consul no longer knows the session: another apply may take the lock. Said once. */
+  lost = false;
 
-  private constructor(ex: Executor, session: string) {
+  private constructor(ex: Executor, session: string, warn: (line: string) => void) {
     this.ex = ex;
     this.session = session;
+    this.warn = warn;
   }
 
   /**
@@ -43,23 +49,33 @@ export class ConsulLock {
     const { answer, problems } = await firstServer(servers, `${READY}
 sid=$(${CURL('PUT', '/v1/session/create', JSON.stringify({ Name: `rtctl apply ${info.run}`, TTL: `${TTL_SECONDS}s`, Behavior: 'delete', LockDelay: '1s', Checks: [], NodeChecks: [] }))} | sed -n 's/.*"ID": *"\\([^"]*\\)".*/\\1/p') || exit 1
 [ -n "$sid" ] || { echo "@error no session"; exit 0; }
-got=$(${CURL('PUT', `/v1/kv/${LOCK_KEY}?acquire=$sid`, JSON.stringify(info))})
-if [ "$got" = true ]; then echo "@held $sid"; else
-  echo "@busy $(${CURL('GET', `/v1/kv/${LOCK_KEY}?raw`)})"
-  ${CURL('PUT', '/v1/session/destroy/$sid')} >/dev/null
-fi`);
+i=0
+while :; do
+  got=$(${CURL('PUT', `/v1/kv/${LOCK_KEY}?acquire=$sid`, JSON.stringify(info))})
+  [ "$got" = true ] && { echo "@held $sid"; exit 0; }
+  v=$(${CURL('GET', `/v1/kv/${LOCK_KEY}?raw`)} 2>/dev/null)
+  # Refused with nobody holding it: the key is in Consul's lock-delay after its last holder's session was
+  # invalidated (${LOCK_DELAY_WAIT} s covers Consul's default 15 s); try again.
+  if [ -n "$v" ] || [ $i -ge ${LOCK_DELAY_WAIT} ]; then
+    echo "@busy $v"
+    ${CURL('PUT', '/v1/session/destroy/$sid')} >/dev/null
+    exit 0
+  fi
+  i=$((i+1)); sleep 1
+done`);
     const held = answer && /^@held (\S+)/m.exec(answer.out);
     if (answer && held) {
-      const lock = new ConsulLock(answer.ex, held[1]!);
+      const lock = new ConsulLock(answer.ex, held[1]!, warn);
       lock.timer = setInterval(() => void lock.renew(), (TTL_SECONDS / 3) * 1000);
       lock.timer.unref();
       return lock;
     }
-    const busy = answer && /^@busy (.*)$/m.exec(answer.out);
+    const busy = answer && /^@busy ?(.*)$/m.exec(answer.out);
     if (busy) {
+      if (!busy[1]) throw new LockError(`Consul refused the lock (${LOCK_KEY}) for ${LOCK_DELAY_WAIT} s though nobody holds it (its lock-delay after a holder's session was invalidated?); try again`);
       let holder: Partial<LockInfo> = {};
       try {
-        holder = JSON.parse(busy[1]!) as Partial<LockInfo>;
+        holder = JSON.parse(busy[1]) as Partial<LockInfo>;
       } catch {
         /* an unreadable value still means: locked */
       }
@@ -74,15 +90,33 @@ fi`);
     return undefined;
   }
 
-  private async renew(): Promise<void> {
-    await this.ex.run(['sh', '-c', `${CURL('PUT', `/v1/session/renew/${this.session}`)} >/dev/null`]).catch(() => undefined);
+  /**
+   * Renews the session. A renewal that can't reach Consul is retried at the next tick (the TTL leaves two more);
+   * one Consul answers with 404 means the session is gone — the lock with it — and is said once.
+   */
+  async renew(): Promise<void> {
+    const r = await this.ex.run(['sh', '-c', `err=$(${CURL('PUT', `/v1/session/renew/${this.session}`)} 2>&1 >/dev/null); rc=$?; case "$err" in *404*) echo "@gone" ;; esac; exit $rc`]).catch(() => undefined);
+    if (!this.lost && r?.stdout.includes('@gone')) {
+      this.lost = true;
+      this.warn(`warning: the cluster-wide lock in Consul (${LOCK_KEY}) was lost: Consul no longer knows this apply's session (expired after ${LOCK_EXPIRY_SECONDS} s without renewal?); another apply may start; the per-host locks still hold`);
+    }
   }
 
+  /**
+   * Deletes the key while this session still holds it (check-and-set on the index read with it, so a lock another
+   * apply took meanwhile is never touched), then the session. No holder record is left behind.
+   */
   async release(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.ex
-      .run(['sh', '-c', `${CURL('PUT', `/v1/kv/${LOCK_KEY}?release=${this.session}`)} >/dev/null; ${CURL('PUT', `/v1/session/destroy/${this.session}`)} >/dev/null`])
-      .catch(() => undefined);
+    const destroy = `${CURL('PUT', `/v1/session/destroy/${this.session}`)} >/dev/null`;
+    try {
+      const kv = (await this.ex.run(['sh', '-c', `${CURL('GET', `/v1/kv/${LOCK_KEY}`)} 2>/dev/null`])).stdout.trim();
+      const entry = kv ? parseLockEntry(kv) : undefined;
+      const del = entry?.session === this.session ? `${CURL('DELETE', `/v1/kv/${LOCK_KEY}?cas=${entry.index}`)} >/dev/null; ` : '';
+      await this.ex.run(['sh', '-c', `${del}${destroy}`]);
+    } catch {
+      await this.ex.run(['sh', '-c', destroy]).catch(() => undefined);
+    }
   }
 
   /**
@@ -97,6 +131,7 @@ out=$(${CURL('GET', `/v1/kv/${LOCK_KEY}`)} 2>&1) && echo "@kv $out" || case "$ou
     if (!answer) throw new LockError(problems.length ? `no Consul server answered (${problems.join('; ')})` : 'Consul runs on no server yet: there is no cluster lock');
     if (answer.out.startsWith('@free')) return undefined;
     const kv = parseLockEntry(answer.out.replace(/^@kv /, ''));
+    if (!kv.session) return undefined; // a record no session holds (left by an older rtctl): not a lock
     if (kv.holder.run !== run) {
       throw new LockError(`the Consul lock (${LOCK_KEY}) is held by run ${kv.holder.run ?? '?'} (${kv.holder.by ?? 'unknown'}, pid ${kv.holder.pid ?? '?'}), not ${run}; nothing removed`);
     }

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ssh, teardownLab, withLab, type LabInfo } from './helpers/lab.js';
 import { cliIn } from './helpers/cli.js';
+import { SshExecutor } from '../../src/executors/ssh.js';
+import { ConsulLock } from '../../src/apply/consul-lock.js';
 
 const LAB = 'cnx';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -232,10 +234,39 @@ describe('consul on a real lab', () => {
     } finally {
       await ssh(lab, 'h2', `sudo sh -c 'curl -sf -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" -X PUT http://127.0.0.1:8500/v1/session/destroy/${sid} >/dev/null'`);
     }
+    // Destroying a session that held the key puts the key in Consul's lock-delay (15 s by default): the next
+    // apply waits it out and takes the lock (before, it went on without the cluster lock, silently).
     const r = await rtctl(['apply', '--auto-approve']);
     expect(r.code, r.all).toBe(0);
+    expect(r.err).not.toContain('no cluster-wide lock');
     // rtctl released its own lock when it finished.
     expect((await ssh(lab, 'h1', `sudo sh -c 'curl -s -o /dev/null -w "%{http_code}" -H "X-Consul-Token: $(cat /etc/consul.d/management.token)" http://127.0.0.1:8500/v1/kv/rtctl/apply-lock'`)).stdout).toBe('404');
+  });
+
+  it('the apply lock: its session has no node checks; a lost session is said once, and the lock can be taken again', async () => {
+    const ex = new SshExecutor({ name: 'h1', address: addr('h1'), port: 22, user: 'deploy', become: true, keyFile: lab.keyPath, knownHostsFile: lab.knownHostsPath, connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
+    const warnings: string[] = [];
+    try {
+      const lock = await ConsulLock.acquire([ex], { by: 'e2e@test', pid: 1, since: new Date().toISOString(), run: 'e2e00001' }, (l) => warnings.push(l));
+      expect(lock, warnings.join('\n')).toBeDefined();
+      const token = 'X-Consul-Token: $(cat /etc/consul.d/management.token)';
+      const sessions = JSON.parse((await ssh(lab, 'h1', `sudo sh -c 'curl -sf -H "${token}" http://127.0.0.1:8500/v1/session/list'`)).stdout) as { ID: string; Name: string; TTL: string; Checks?: string[] | null; NodeChecks?: string[] | null }[];
+      const mine = sessions.find((x) => x.Name === 'rtctl apply e2e00001')!;
+      expect(mine.TTL).toBe('30s');
+      expect([...(mine.Checks ?? []), ...(mine.NodeChecks ?? [])]).toEqual([]);
+      await lock!.renew();
+      expect(lock!.lost).toBe(false);
+      // Consul drops the session (as when it expires): the next renewal sees 404 and says so, once.
+      await ssh(lab, 'h1', `sudo sh -c 'curl -sf -X PUT -H "${token}" http://127.0.0.1:8500/v1/session/destroy/${mine.ID} >/dev/null'`);
+      await lock!.renew();
+      await lock!.renew();
+      expect(lock!.lost).toBe(true);
+      expect(warnings).toEqual([expect.stringContaining('warning: the cluster-wide lock in Consul (rtctl/apply-lock) was lost')]);
+      await lock!.release();
+    } finally {
+      await ex.close();
+    }
+    expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
   });
 
   it('HAProxy finds instances in Consul DNS, and a new instance needs no reload', async () => {
