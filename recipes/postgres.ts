@@ -32,6 +32,13 @@ import type { GeneratedSecret, Recipe } from './types.js';
 export const STAGE = { prepare: 20, install: 21, config: 22, primary: 23, replica: 24 } as const;
 export const SETTINGS_FILE = `${CONF_DIR}/conf.d/50-rtctl.conf`;
 export const HBA_FILE = `${CONF_DIR}/pg_hba.conf`;
+/**
+ * PostgreSQL's own check of a candidate settings file, before it replaces the old one: a copy of the cluster's
+ * config dir with the candidate in its place, parsed by `postgres -C` (which reads every config file, validates
+ * each value and exits non-zero on an error, also while the server runs). pg_hba.conf has no such checker in
+ * PostgreSQL 15: it is checked after the reload, through pg_hba_file_rules (the running server keeps its old rules).
+ */
+export const SETTINGS_CHECK = `t=$(mktemp -d) && cp -a ${CONF_DIR}/. "$t"/ && cp {} "$t/conf.d/50-rtctl.conf" && chown -R postgres:postgres "$t" && runuser -u postgres -- ${BIN_DIR}/postgres --config-file="$t/postgresql.conf" -C data_directory >/dev/null; rc=$?; rm -rf "$t"; exit $rc`;
 export const FENCE_SCRIPT = '/usr/local/sbin/rtctl-pg-fence';
 export const FENCE_DROPIN_DIR = `/etc/systemd/system/${UNIT}.service.d`;
 export const FENCE_DROPIN = `${FENCE_DROPIN_DIR}/rtctl-fence.conf`;
@@ -337,7 +344,7 @@ systemctl start ${UNIT}`,
     tls('ca.crt', `${SECRETS_DIR}/ca.crt`, '0640');
     tls('server.crt', `${SECRETS_DIR}/server-${host.name}.crt`, '0640');
     tls('server.key', `${SECRETS_DIR}/server-${host.name}.key`, '0600');
-    out.push({ type: 'file', id: makeId('file', SETTINGS_FILE), path: SETTINGS_FILE, content: settings, owner: 'postgres', group: 'postgres', mode: '0644', sensitive: false, stage: S.config, origin });
+    out.push({ type: 'file', id: makeId('file', SETTINGS_FILE), path: SETTINGS_FILE, content: settings, owner: 'postgres', group: 'postgres', mode: '0644', sensitive: false, check: SETTINGS_CHECK, stage: S.config, origin });
     out.push({ type: 'file', id: makeId('file', HBA_FILE), path: HBA_FILE, content: hba, owner: 'postgres', group: 'postgres', mode: '0640', sensitive: false, stage: S.config, origin });
     out.push({ type: 'file', id: makeId('file', PGPASS), path: PGPASS, content: `*:*:*:${REPLICATION_USER}:\${file:${REPLICATION_PASSWORD}}\n`, owner: 'postgres', group: 'postgres', mode: '0600', sensitive: true, stage: S.config, origin });
     const fence = renderFenceScript(p, host);

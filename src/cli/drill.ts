@@ -1,6 +1,7 @@
 /**
- * `rtctl drill db-failover`: the scripted DR drill. Writes continuously to the primary (one row per ~50 ms,
- * counting commits acknowledged with synchronous_commit as configured), injects the fault — `postmaster`: kill -9
+ * `rtctl drill db-failover`: the scripted DR drill. Writes continuously to the primary (one INSERT at most every
+ * 50 ms, each its own SSH command: about one per 150 ms in the lab, which bounds the RTO's resolution; counting
+ * commits acknowledged with synchronous_commit as configured), injects the fault — `postmaster`: kill -9
  * of the primary's postmaster; `host`: the primary's whole host powered off at once (`systemctl poweroff -ff`, no
  * clean shutdown of anything) — fails over to the best replica (fence, promote, re-point), and reports RTO (seconds
  * from the fault until a write succeeds on the new primary) and RPO (acknowledged rows missing there). Exits 2

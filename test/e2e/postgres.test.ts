@@ -257,6 +257,22 @@ describe('postgres on a real lab', () => {
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
   }, 180_000);
 
+  it('a setting PostgreSQL rejects is never installed: `postgres -C` refuses it on the host; file and server stay as they were', async () => {
+    const settings = 'shared_buffers: 96MB\n    work_mem: 32MB\n    max_connections: 90';
+    const sums = () => Promise.all(['h1', 'h2', 'h3'].map(async (h) => (await ssh(lab, h, 'sudo sha256sum /etc/postgresql/15/main/conf.d/50-rtctl.conf')).stdout.split(' ')[0]));
+    const before = await sums();
+    writePlatform(`${settings}\n    effective_cache_size: lots`);
+    const r = await rtctl(['apply', '--auto-approve']);
+    expect(r.code).toBe(1);
+    expect(r.all).toContain('invalid value for parameter "effective_cache_size": "lots"');
+    expect(r.all).toContain('/etc/postgresql/15/main/conf.d/50-rtctl.conf left unchanged');
+    expect(await sums()).toEqual(before);
+    expect(await sql('h1', 'show effective_cache_size')).toBe('4GB');
+    for (const h of ['h2', 'h3']) expect(await sql(h, 'select status from pg_stat_wal_receiver')).toBe('streaming');
+    writePlatform(settings);
+    expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
+  }, 120_000);
+
   it('starts an interrupted base backup again, cleanly, on the next apply', async () => {
     // What a killed pg_basebackup leaves: the marker, the server stopped, a half-filled data dir.
     await ssh(lab, 'h3', 'sudo systemctl stop postgresql@15-main && sudo mkdir -p /var/lib/rtctl/postgres && sudo touch /var/lib/rtctl/postgres/basebackup-started && sudo rm -rf /var/lib/postgresql/15/main/base /var/lib/postgresql/15/main/standby.signal');

@@ -111,6 +111,10 @@ hostssl   app          app          198.18.1.0/24      scram-sha-256
     expect(late?.type === 'exec' && late.probe).toContain('restart after the primary (lower hot-standby setting)');
     const early = byId.get('exec:postgres-config-replica');
     expect(early?.type === 'exec' && early.run).toContain("f.setting::bigint < s.setting::bigint");
+    // The settings file is checked by PostgreSQL itself before it replaces the old one.
+    const conf = byId.get('file:/etc/postgresql/15/main/conf.d/50-rtctl.conf');
+    expect(conf?.type === 'file' && conf.check).toContain('cp {} "$t/conf.d/50-rtctl.conf"');
+    expect(conf?.type === 'file' && conf.check).toContain('runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres --config-file="$t/postgresql.conf" -C data_directory');
   });
 
   it('keeps passwords out of every file but .pgpass (0600, a secret reference) and out of every run script', () => {
