@@ -85,8 +85,10 @@ describe('front door on a real lab', () => {
   });
 
   it('client → VIP → HAProxy → gateway → 3 instances, routed by path and by host', async () => {
-    // The VIP comes up within a few VRRP adverts after keepalived starts.
-    for (let i = 0; i < 20 && !(await vipHolder()); i++) await new Promise((r) => setTimeout(r, 500));
+    // The VIP comes up within a few VRRP adverts after keepalived starts. If h2's keepalived started first it
+    // holds the VIP until h1 (higher priority) preempts it, with a moment in between where neither has it
+    // (seen in CI): wait for h1.
+    for (let i = 0; i < 40 && (await vipHolder()) !== 'h1'; i++) await new Promise((r) => setTimeout(r, 500));
     expect(await vipHolder()).toBe('h1');
     const seen = new Set<string>();
     for (let i = 0; i < 9; i++) {
