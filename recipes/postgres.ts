@@ -231,10 +231,7 @@ case "$(pg_role)" in replica) ;; *) exit 0 ;; esac
 # The file was written in stage 22 without a reload here: reload, so that pending_restart says what changed.
 q 'select pg_reload_conf()' >/dev/null
 sleep 1
-if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
-  echo "restarting (after the primary) for: $(q "select string_agg(name, ', ') from pg_settings where pending_restart")"
-  systemctl restart ${UNIT}
-fi`;
+${restartIfPending('restarting (after the primary) for')}`;
   }
   const roles = when === 'replica' ? 'replica|replica-down' : 'primary|standalone|down';
   // A replica whose file lowers a hot-standby setting below what it runs now waits for the primary's restart.
@@ -252,8 +249,13 @@ bad=$(q "select string_agg('line ' || line_number || ': ' || error, '; ') from p
 [ -z "$bad" ] || { echo "pg_hba.conf: $bad" >&2; exit 1; }
 ${when === 'replica' ? `dec=$(q ${shq(lowered)})
 if [ -n "$dec" ]; then echo "restart after the primary's (lower hot-standby setting): $dec"; exit 0; fi
-` : ''}if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
-  echo "restarting for: $(q "select string_agg(name, ', ') from pg_settings where pending_restart")"
+` : ''}${restartIfPending('restarting for')}`;
+}
+
+/** The end of a settings run: restart when a reloaded setting still waits for one (pg_settings.pending_restart), saying which. */
+function restartIfPending(say: string): string {
+  return `if [ "$(q 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
+  echo "${say}: $(q "select string_agg(name, ', ') from pg_settings where pending_restart")"
   systemctl restart ${UNIT}
 fi`;
 }
