@@ -2,10 +2,10 @@
  * The cluster-wide apply lock, once Consul runs: a Consul session (TTL, renewed while the apply runs, deleted
  * with its lock if rtctl dies) holding the KV key `rtctl/apply-lock`. The session has no node checks: a Consul
  * restart on the host it was taken through (the apply itself may restart it) must not drop the lock; only the
- * TTL ends it, and Consul invalidates a session up to twice its TTL after the last renewal. Applies from different machines — a CI job
- * and a laptop — exclude each other, whatever hosts they target. Talks to the local agent of the first Consul
- * server that answers, over that host's existing SSH connection; the management token stays on the server
- * (sent to curl on stdin, never in argv).
+ * TTL ends it, and Consul invalidates a session up to twice its TTL after the last renewal. Applies from
+ * different machines — a CI job and a laptop — exclude each other, whatever hosts they target. Talks to the
+ * local agent of the first Consul server that answers, over that host's existing SSH connection; the management
+ * token stays on the server (sent to curl on stdin, never in argv).
  */
 import { LockError } from '../errors.js';
 import type { Executor } from '../executors/types.js';
@@ -73,12 +73,7 @@ done`);
     const busy = answer && /^@busy ?(.*)$/m.exec(answer.out);
     if (busy) {
       if (!busy[1]) throw new LockError(`Consul refused the lock (${LOCK_KEY}) for ${LOCK_DELAY_WAIT} s though nobody holds it (its lock-delay after a holder's session was invalidated?); try again`);
-      let holder: Partial<LockInfo> = {};
-      try {
-        holder = JSON.parse(busy[1]) as Partial<LockInfo>;
-      } catch {
-        /* an unreadable value still means: locked */
-      }
+      const holder = parseHolder(busy[1]); // an unreadable value still means: locked
       throw new LockError(
         `the platform is locked in Consul (${LOCK_KEY}) by ${holder.by ?? 'unknown'} (pid ${holder.pid ?? '?'}, run ${holder.run ?? '?'}) since ${holder.since ?? '?'}; ` +
           `it is released when that apply ends, or at most ${LOCK_EXPIRY_SECONDS} s after it died; if it died, \`rtctl unlock --cluster ${holder.run ?? 'RUN'}\` removes it now`,
@@ -102,28 +97,22 @@ done`);
     }
   }
 
-  /**
-   * Deletes the key while this session still holds it (check-and-set on the index read with it, so a lock another
-   * apply took meanwhile is never touched), then the session. No holder record is left behind.
-   */
+  /** Removes the key while this session still holds it, then the session: no holder record is left behind. */
   async release(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    const destroy = `${CURL('PUT', `/v1/session/destroy/${this.session}`)} >/dev/null`;
     try {
       const kv = (await this.ex.run(['sh', '-c', `${CURL('GET', `/v1/kv/${LOCK_KEY}`)} 2>/dev/null`])).stdout.trim();
       const entry = kv ? parseLockEntry(kv) : undefined;
-      const del = entry?.session === this.session ? `${CURL('DELETE', `/v1/kv/${LOCK_KEY}?cas=${entry.index}`)} >/dev/null; ` : '';
-      await this.ex.run(['sh', '-c', `${del}${destroy}`]);
+      await this.ex.run(['sh', '-c', entry?.session === this.session ? removeLock(this.session, entry.index) : destroySession(this.session)]);
     } catch {
-      await this.ex.run(['sh', '-c', destroy]).catch(() => undefined);
+      await this.ex.run(['sh', '-c', destroySession(this.session)]).catch(() => undefined);
     }
   }
 
   /**
    * `rtctl unlock --cluster RUN`: removes the Consul lock of a dead apply, only if run `run` holds it (like
    * `terraform force-unlock ID`: naming the run keeps it from removing a live apply's lock by mistake).
-   * Destroying the holder's session deletes the key (Behavior delete). Returns the holder removed, or undefined
-   * when the platform is not locked.
+   * Returns the holder removed, or undefined when the platform is not locked.
    */
   static async forceRelease(servers: Executor[], run: string): Promise<Partial<LockInfo> | undefined> {
     const { answer, problems } = await firstServer(servers, `${READY}
@@ -135,10 +124,28 @@ out=$(${CURL('GET', `/v1/kv/${LOCK_KEY}`)} 2>&1) && echo "@kv $out" || case "$ou
     if (kv.holder.run !== run) {
       throw new LockError(`the Consul lock (${LOCK_KEY}) is held by run ${kv.holder.run ?? '?'} (${kv.holder.by ?? 'unknown'}, pid ${kv.holder.pid ?? '?'}), not ${run}; nothing removed`);
     }
-    const del = `${CURL('DELETE', `/v1/kv/${LOCK_KEY}?cas=${kv.index}`)} >/dev/null`;
-    const r = await answer.ex.run(['sh', '-c', kv.session ? `${CURL('PUT', `/v1/session/destroy/${kv.session}`)} >/dev/null && ${del}` : del]);
+    const r = await answer.ex.run(['sh', '-c', removeLock(kv.session, kv.index)]);
     if (r.code !== 0) throw new LockError(`${answer.ex.host}: could not remove the Consul lock: ${r.stderr.trim() || `exit ${r.code}`}`);
     return kv.holder;
+  }
+}
+
+const destroySession = (session: string) => `${CURL('PUT', `/v1/session/destroy/${session}`)} >/dev/null`;
+
+/**
+ * Removes the lock `session` holds: the key, by check-and-set on the index read with it (a lock another apply
+ * took meanwhile is never touched), then the session in any case (invalidating it deletes a key it still holds:
+ * Behavior delete), whose result is the script's.
+ */
+const removeLock = (session: string, index: number) => `${CURL('DELETE', `/v1/kv/${LOCK_KEY}?cas=${index}`)} >/dev/null; ${destroySession(session)}`;
+
+/** The holder a lock value names (JSON); an unreadable one names nobody. */
+function parseHolder(text: string): Partial<LockInfo> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' ? (v as Partial<LockInfo>) : {};
+  } catch {
+    return {};
   }
 }
 
@@ -173,12 +180,7 @@ export function parseLockEntry(json: string): { holder: Partial<LockInfo>; sessi
   } catch {
     throw new LockError(`unreadable answer from Consul for ${LOCK_KEY}: ${json.slice(0, 200)}`);
   }
-  let holder: Partial<LockInfo> = {};
-  try {
-    holder = JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString('utf8')) as Partial<LockInfo>;
-  } catch {
-    /* an unreadable value: no holder details */
-  }
+  const holder = parseHolder(Buffer.from(entry.Value ?? '', 'base64').toString('utf8'));
   const session = entry.Session && /^[0-9a-f-]{36}$/.test(entry.Session) ? entry.Session : undefined;
   return { holder, ...(session ? { session } : {}), index: Number(entry.ModifyIndex ?? 0) };
 }
