@@ -114,10 +114,15 @@ export async function issueLeaf(caCert: x509.X509Certificate, caKey: CryptoKey, 
   return { keys, cert };
 }
 
+/** The first certificate of a PEM (a bundle, or key + certificate). */
+export function firstCert(pem: string): x509.X509Certificate {
+  return new x509.X509Certificate(splitPem(pem).cert);
+}
+
 /** True when the (first) certificate in `pem` expires within `days`, or can't be read. */
 export function expiresWithin(pem: string, days: number, now: Date): boolean {
   try {
-    const cert = new x509.X509Certificate(splitPem(pem).cert);
+    const cert = firstCert(pem);
     return cert.notAfter.getTime() - now.getTime() < days * DAY;
   } catch {
     return true;
@@ -148,7 +153,7 @@ export function leafSecrets(dir: string, spec: LeafSpec): GeneratedSecret[] {
       async generate(read, now) {
         const ca = await read(`${dir}/ca.pem`);
         const req = { commonName: spec.commonName, dns: spec.dns, ips: spec.ips, days: spec.days ?? 825, client: true };
-        const { keys, cert } = await issueLeaf(new x509.X509Certificate(splitPem(ca).cert), (await importKeyPair(ca)).privateKey, req, now);
+        const { keys, cert } = await issueLeaf(firstCert(ca), (await importKeyPair(ca)).privateKey, req, now);
         return `${await keyPem(keys.privateKey)}${cert.toString('pem')}\n`;
       },
       stale: (value, now) => expiresWithin(value, RENEW_DAYS, now),

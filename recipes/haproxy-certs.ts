@@ -8,17 +8,11 @@
 // @peculiar/x509 uses tsyringe, which needs the Reflect metadata polyfill loaded before it.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { expiresWithin, importKeyPair, issueLeaf, keyPem, newKeyPair, selfSignedCa } from './ca.js';
+import { expiresWithin, firstCert, importKeyPair, issueLeaf, keyPem, newKeyPair, selfSignedCa } from './ca.js';
 import type { GeneratedSecret } from './types.js';
 
 export const CA_KEY = '.rtctl/secrets/haproxy/ca.key';
 export const CA_CERT = '.rtctl/secrets/haproxy/ca.crt';
-
-/** The first certificate of a PEM bundle. */
-export function firstCert(pem: string): x509.X509Certificate {
-  const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
-  return new x509.X509Certificate(m?.[0] ?? '');
-}
 
 export function caSecrets(): GeneratedSecret[] {
   return [
