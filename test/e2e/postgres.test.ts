@@ -60,6 +60,24 @@ async function dbStatus(): Promise<{ hosts: { host: string; role: string; timeli
 
 const sql = async (host: string, q: string, db = 'postgres') => (await ssh(lab, host, `sudo runuser -u postgres -- psql -X -q -A -t -d ${db} -c "${q}"`)).stdout.trim();
 
+/** When the host's postmaster started (ms): unchanged means no restart. */
+const startedAt = async (h: string) => new Date(await sql(h, 'select pg_postmaster_start_time()')).getTime();
+
+/**
+ * A replica left far behind, then the primary lost: `behind` is cut off while `prim` writes ~40 MB of WAL into
+ * `table` (the other replica, the synchronous standby, receives it all), then prim's postmaster is killed before
+ * the link comes back.
+ */
+async function cutOffThenKillPrimary(prim: string, behind: string, table: string): Promise<void> {
+  await setLink(LAB, behind, false);
+  try {
+    await sql(prim, `create table ${table} as select g as id, repeat('x', 100) as v from generate_series(1, 300000) g`);
+    await ssh(lab, prim, 'sudo sh -c \'kill -9 "$(head -1 /var/lib/postgresql/15/main/postmaster.pid)"\'');
+  } finally {
+    await setLink(LAB, behind, true);
+  }
+}
+
 function writePlatform(settings = 'shared_buffers: 64MB\n    work_mem: 8MB', replication = '{ mode: sync, standbys: 1 }') {
   const p = lab.gateway.replace(/\.1$/, '.');
   writeFileSync(join(work, 'platform.yaml'), `version: 1
@@ -189,12 +207,11 @@ describe('postgres on a real lab', () => {
     const plan = await rtctl(['plan']);
     expect(plan.out).toContain('~ exec:postgres-config-primary  apply settings on the primary (after the replicas); restart (postmaster context): shared_buffers; reload: work_mem');
     expect(plan.out).toContain('~ exec:postgres-config-replica  apply settings on a replica (before the primary); restart (postmaster context): shared_buffers; reload: work_mem');
-    const started = async (h: string) => new Date(await sql(h, 'select pg_postmaster_start_time()')).getTime();
     const r = await rtctl(['apply', '--auto-approve']);
     expect(r.code, r.all).toBe(0);
     expect(await sql('h1', 'show shared_buffers')).toBe('96MB');
     expect(await sql('h3', 'show work_mem')).toBe('16MB');
-    const [t1, t2, t3] = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    const [t1, t2, t3] = await Promise.all(['h1', 'h2', 'h3'].map(startedAt));
     expect(t1!).toBeGreaterThan(t2!);
     expect(t1!).toBeGreaterThan(t3!);
     writePlatform('shared_buffers: 96MB\n    work_mem: 32MB');
@@ -202,7 +219,7 @@ describe('postgres on a real lab', () => {
     expect(reload.out).toContain('reload: work_mem');
     expect(reload.out).not.toContain('restart (postmaster context)');
     expect((await rtctl(['apply', '--auto-approve'])).code).toBe(0);
-    expect(await started('h1')).toBe(t1);
+    expect(await startedAt('h1')).toBe(t1);
     expect(await sql('h1', 'show work_mem')).toBe('32MB');
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
 
@@ -215,7 +232,7 @@ describe('postgres on a real lab', () => {
     expect(lower.out).not.toContain('exec:postgres-config-replica  ');
     const r2 = await rtctl(['apply', '--auto-approve']);
     expect(r2.code, r2.all).toBe(0);
-    const [u1, u2, u3] = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    const [u1, u2, u3] = await Promise.all(['h1', 'h2', 'h3'].map(startedAt));
     expect(u1!).toBeLessThan(u2!);
     expect(u1!).toBeLessThan(u3!);
     for (const h of ['h1', 'h2', 'h3']) expect(await sql(h, 'show max_connections')).toBe('90');
@@ -225,8 +242,7 @@ describe('postgres on a real lab', () => {
 
   it('switches to asynchronous replication and back with a reload: commits stop waiting for a replica, then wait again', async () => {
     const settings = 'shared_buffers: 96MB\n    work_mem: 32MB\n    max_connections: 90';
-    const started = async (h: string) => await sql(h, 'select pg_postmaster_start_time()');
-    const before = await Promise.all(['h1', 'h2', 'h3'].map(started));
+    const before = await Promise.all(['h1', 'h2', 'h3'].map(startedAt));
     const states = () => sql('h1', "select string_agg(application_name || '=' || sync_state, ',' order by application_name) from pg_stat_replication");
     expect(await states()).toBe('h2=quorum,h3=quorum');
     writePlatform(settings, '{ mode: async }');
@@ -253,7 +269,7 @@ describe('postgres on a real lab', () => {
     expect(await sql('h1', 'show synchronous_standby_names')).toBe('ANY 1 ("h1", "h2", "h3")');
     await expect.poll(states, { timeout: 10_000, interval: 500 }).toBe('h2=quorum,h3=quorum');
     for (const h of ['h2', 'h3']) expect(await sql(h, 'select count(*) from async_rows')).toBe('1');
-    expect(await Promise.all(['h1', 'h2', 'h3'].map(started))).toEqual(before);
+    expect(await Promise.all(['h1', 'h2', 'h3'].map(startedAt))).toEqual(before);
     expect((await rtctl(['plan', '--detailed-exitcode'])).code).toBe(0);
   }, 180_000);
 
@@ -408,15 +424,8 @@ describe('postgres on a real lab', () => {
     const st0 = await dbStatus();
     const prim = st0.hosts.find((h) => h.role === 'primary')!.host;
     const behind = ['h2', 'h3'].find((h) => h !== prim)!;
-    // The lagging replica is cut off while the primary writes ~40 MB of WAL (h1 stays the synchronous standby),
-    // then the primary dies before the link comes back.
-    await setLink(LAB, behind, false);
-    try {
-      await sql(prim, "create table far_rows as select g as id, repeat('x', 100) as v from generate_series(1, 300000) g");
-      await ssh(lab, prim, 'sudo sh -c \'kill -9 "$(head -1 /var/lib/postgresql/15/main/postmaster.pid)"\'');
-    } finally {
-      await setLink(LAB, behind, true);
-    }
+    // h1 stays the synchronous standby.
+    await cutOffThenKillPrimary(prim, behind, 'far_rows');
     const refused = await rtctl(['db', 'failover', '--to', behind]);
     expect(refused.code).not.toBe(0);
     expect(refused.err).toMatch(new RegExp(`${behind} is \\d+ bytes of WAL behind h1 .*use --to h1, or --force`));
@@ -448,14 +457,8 @@ describe('postgres on a real lab', () => {
   }, 300_000);
 
   it('fails over with --force to a replica far behind: the writes it lacked are lost and reported, the replica that had them is rewound to follow', async () => {
-    // h3 is cut off while h1 writes ~40 MB (h2 is the synchronous standby and receives it all); h1 dies.
-    await setLink(LAB, 'h3', false);
-    try {
-      await sql('h1', "create table forced_rows as select g as id, repeat('x', 100) as v from generate_series(1, 300000) g");
-      await ssh(lab, 'h1', 'sudo sh -c \'kill -9 "$(head -1 /var/lib/postgresql/15/main/postmaster.pid)"\'');
-    } finally {
-      await setLink(LAB, 'h3', true);
-    }
+    // h2 is the synchronous standby and has every write h3 lacks.
+    await cutOffThenKillPrimary('h1', 'h3', 'forced_rows');
     const fo = await rtctl(['db', 'failover', '--to', 'h3', '--force', '--json']);
     expect(fo.code, fo.all).toBe(0);
     const j = JSON.parse(fo.out) as { failover: { to: string; fenced: string[]; lostBytes: number }; hosts: { host: string; role: string; replicas: { name: string; state: string }[] }[] };
